@@ -1,0 +1,318 @@
+"""The batch request (the body of ``POST /batch/create`` and the detail of ``Batch Requested``).
+
+Validation happens in two passes so that every problem is reported at once: the pydantic model
+checks each field on its own, then ``check_request`` checks what only the whole batch can tell
+(levels, chaining, names against each other and against the deployment's buckets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from services.common.errors import InvalidRequest, Problem
+from services.common.modalities import JobRole, ModalitySpec, UnknownModality, get_modality
+from services.common.statuses import FailurePolicy
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+NAME_RULE = "must match ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (letters, digits and inner hyphens, 1-63 characters)"
+MAX_LABELING_JOB_NAME = 63
+S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
+WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:workteam/[a-zA-Z0-9\-_/]+$")
+SNS_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
+MAX_JOBS_PER_BATCH = 90
+"""Batch, level and job items are written in one transaction; DynamoDB allows 100 items in one."""
+
+
+
+def _in_allowed_bucket(value: str, info: ValidationInfo) -> str:
+    """Buckets are known only at run time: they come in the validation context."""
+    allowed = (info.context or {}).get("allowed_buckets") or frozenset()
+    match = S3_URI_PATTERN.match(value)
+    if allowed and match and match["bucket"] not in allowed:
+        raise ValueError(f"bucket {match['bucket']!r} is not one this deployment reads; allowed: {sorted(allowed)}")
+    return value
+
+
+S3Uri = Annotated[
+    str, Field(pattern=S3_URI_PATTERN.pattern, description="s3://bucket/key"), AfterValidator(_in_allowed_bucket)
+]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are refused: a typo must not silently change what runs."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class InputConfig(_Strict):
+    input_manifest_s3_uri: S3Uri | None = Field(default=None, alias="inputManifestS3Uri")
+    chain_from_job_name: str | None = Field(default=None, alias="chainFromJobName", min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> InputConfig:
+        if (self.input_manifest_s3_uri is None) == (self.chain_from_job_name is None):
+            raise ValueError("exactly one of inputManifestS3Uri or chainFromJobName is required")
+        return self
+
+
+class LabelingJobRequest(_Strict):
+    job_name: str = Field(alias="jobName")
+    job_type: Literal["BATCH"] = Field(default="BATCH", alias="jobType")
+    job_modality: str = Field(alias="jobModality")
+    job_level: int = Field(alias="jobLevel", ge=1)
+    input_config: InputConfig = Field(alias="inputConfig")
+    label_category_config_s3_uri: S3Uri | None = Field(default=None, alias="labelCategoryConfigS3Uri")
+    label_attribute_name: str | None = Field(default=None, alias="labelAttributeName")
+    workteam_arn: str = Field(alias="workteamArn", pattern=WORKTEAM_ARN_PATTERN.pattern)
+    task_time_limit_in_seconds: int = Field(default=3600, alias="taskTimeLimitInSeconds", ge=30, le=604800)
+    task_availability_lifetime_in_seconds: int = Field(
+        default=864000, alias="taskAvailabilityLifetimeInSeconds", ge=60, le=2592000
+    )
+    max_concurrent_task_count: int = Field(default=100, alias="maxConcurrentTaskCount", ge=1, le=5000)
+    task_title: str | None = Field(default=None, alias="taskTitle", min_length=1, max_length=128)
+    task_description: str | None = Field(default=None, alias="taskDescription", min_length=1, max_length=255)
+    task_keywords: list[Annotated[str, Field(min_length=1, max_length=30)]] | None = Field(
+        default=None, alias="taskKeywords", min_length=1, max_length=5
+    )
+
+    @field_validator("job_name")
+    @classmethod
+    def _name_pattern(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(NAME_RULE)
+        return value
+
+    @property
+    def modality(self) -> ModalitySpec:
+        return get_modality(self.job_modality)
+
+    @property
+    def resolved_label_attribute_name(self) -> str:
+        return self.label_attribute_name or self.modality.default_label_attribute_name(self.job_name)
+
+
+class BatchRequest(_Strict):
+    batch_id: str = Field(alias="batchId")
+    labeling_jobs: list[LabelingJobRequest] = Field(alias="labelingJobs", min_length=1, max_length=MAX_JOBS_PER_BATCH)
+    destination_sns_arn: str | None = Field(default=None, alias="destinationSnsArn", pattern=SNS_ARN_PATTERN.pattern)
+    failure_policy: FailurePolicy = Field(default=FailurePolicy.FAIL_BATCH, alias="failurePolicy")
+
+    @field_validator("batch_id")
+    @classmethod
+    def _batch_id_pattern(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(NAME_RULE)
+        return value
+
+    def labeling_job_name(self, job_name: str) -> str:
+        """The name SageMaker sees: the batch id keeps names unique across batches."""
+        return f"{self.batch_id}-{job_name}"
+
+    def job(self, job_name: str) -> LabelingJobRequest:
+        lowered = job_name.lower()
+        return next(j for j in self.labeling_jobs if j.job_name.lower() == lowered)
+
+    @property
+    def levels(self) -> list[int]:
+        return sorted({j.job_level for j in self.labeling_jobs})
+
+    def jobs_of_level(self, level: int) -> list[LabelingJobRequest]:
+        return [j for j in self.labeling_jobs if j.job_level == level]
+
+    def fingerprint(self) -> str:
+        """A stable digest of the request, to tell a retried create from a conflicting one."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_wire(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def field_path(loc: Iterable[str | int]) -> str:
+    """``("labelingJobs", 2, "inputConfig")`` -> ``labelingJobs[2].inputConfig``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(body)"
+
+
+def problems_from_validation_error(error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-after"))]
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field: not part of the request schema"
+        problems.append(Problem(field=field_path(loc), rule=message))
+    return problems
+
+
+def parse_request(body: object, allowed_buckets: frozenset[str] = frozenset()) -> BatchRequest:
+    """Parse and fully check a request; raise ``InvalidRequest`` listing every problem found."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([Problem(field="(body)", rule="must be a JSON object")])
+    try:
+        request = BatchRequest.model_validate(body, context={"allowed_buckets": allowed_buckets})
+    except ValidationError as error:
+        problems = problems_from_validation_error(error)
+        problems.extend(_check_raw_modalities(body))
+        raise InvalidRequest(_unique(problems)) from None
+    problems = check_request(request)
+    if problems:
+        raise InvalidRequest(problems)
+    return request
+
+
+def _check_raw_modalities(body: dict) -> list[Problem]:
+    """Report unknown modalities even when another field already failed the first pass."""
+    problems = []
+    jobs = body.get("labelingJobs")
+    if isinstance(jobs, list):
+        for i, job in enumerate(jobs):
+            if isinstance(job, dict) and isinstance(job.get("jobModality"), str):
+                try:
+                    get_modality(job["jobModality"])
+                except UnknownModality as error:
+                    problems.append(Problem(field=f"labelingJobs[{i}].jobModality", rule=str(error)))
+    return problems
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+def check_request(request: BatchRequest) -> list[Problem]:
+    """Whole-batch rules: the ones no single field can check."""
+    problems: list[Problem] = []
+    by_name: dict[str, tuple[int, LabelingJobRequest]] = {}
+    for i, job in enumerate(request.labeling_jobs):
+        key = job.job_name.lower()
+        if key in by_name:
+            problems.append(
+                Problem(
+                    field=f"labelingJobs[{i}].jobName",
+                    rule=f"duplicates labelingJobs[{by_name[key][0]}].jobName (names are compared case-insensitively)",
+                )
+            )
+        else:
+            by_name[key] = (i, job)
+        full = request.labeling_job_name(job.job_name)
+        if len(full) > MAX_LABELING_JOB_NAME:
+            problems.append(
+                Problem(
+                    field=f"labelingJobs[{i}].jobName",
+                    rule=f"batchId + '-' + jobName becomes the labeling job name {full!r}, "
+                    f"{len(full)} characters; SageMaker allows {MAX_LABELING_JOB_NAME}",
+                )
+            )
+
+    levels = request.levels
+    expected = list(range(1, len(levels) + 1))
+    if levels != expected:
+        missing = sorted(set(range(1, max(levels) + 1)) - set(levels))
+        problems.append(
+            Problem(field="labelingJobs", rule=f"jobLevel values must run 1..N with no gaps; missing level(s) {missing}")
+        )
+
+    for i, job in enumerate(request.labeling_jobs):
+        problems.extend(_check_job(i, job, by_name))
+    return problems
+
+
+def _check_job(
+    i: int,
+    job: LabelingJobRequest,
+    by_name: dict[str, tuple[int, LabelingJobRequest]],
+) -> list[Problem]:
+    at = f"labelingJobs[{i}]"
+    problems: list[Problem] = []
+    try:
+        spec = job.modality
+    except UnknownModality as error:
+        return [Problem(field=f"{at}.jobModality", rule=str(error))]
+
+    parent: LabelingJobRequest | None = None
+    chain = job.input_config.chain_from_job_name
+    if chain is not None:
+        found = by_name.get(chain.lower())
+        if found is None:
+            problems.append(Problem(field=f"{at}.inputConfig.chainFromJobName", rule=f"no job named {chain!r} in this batch"))
+        elif found[1].job_level >= job.job_level:
+            problems.append(
+                Problem(
+                    field=f"{at}.inputConfig.chainFromJobName",
+                    rule=f"{chain!r} is at level {found[1].job_level}; a job chains only from a lower level",
+                )
+            )
+        else:
+            parent = found[1]
+    if spec.is_chained and chain is None:
+        problems.append(
+            Problem(field=f"{at}.inputConfig", rule=f"{spec.modality} audits another job: chainFromJobName is required")
+        )
+    if parent is not None and spec.is_chained:
+        try:
+            parent_base = parent.modality.base
+        except UnknownModality:
+            parent_base = None
+        if parent_base is not None and parent_base != spec.base:
+            problems.append(
+                Problem(
+                    field=f"{at}.inputConfig.chainFromJobName",
+                    rule=f"{spec.modality} must chain from a {spec.base} job; {parent.job_name!r} is {parent.job_modality}",
+                )
+            )
+
+    if job.label_category_config_s3_uri is None and chain is None:
+        problems.append(Problem(field=f"{at}.labelCategoryConfigS3Uri", rule="required unless the job chains from another"))
+
+    label_attribute = job.resolved_label_attribute_name
+    for rule in spec.validate_label_attribute_name(label_attribute):
+        problems.append(Problem(field=f"{at}.labelAttributeName", rule=rule))
+    if parent is not None and spec.role is not JobRole.LABEL:
+        try:
+            parent_attribute = parent.resolved_label_attribute_name
+        except UnknownModality:
+            parent_attribute = None
+        if parent_attribute is not None and parent_attribute.lower() == label_attribute.lower():
+            problems.append(
+                Problem(
+                    field=f"{at}.labelAttributeName",
+                    rule=f"must differ from the parent job's label attribute name {parent_attribute!r}",
+                )
+            )
+
+    if job.task_time_limit_in_seconds > spec.max_task_time_limit_seconds:
+        problems.append(
+            Problem(
+                field=f"{at}.taskTimeLimitInSeconds",
+                rule=f"at most {spec.max_task_time_limit_seconds} for {spec.modality}",
+            )
+        )
+    if job.task_availability_lifetime_in_seconds > spec.max_task_availability_lifetime_seconds:
+        problems.append(
+            Problem(
+                field=f"{at}.taskAvailabilityLifetimeInSeconds",
+                rule=f"at most {spec.max_task_availability_lifetime_seconds} for {spec.modality}",
+            )
+        )
+
+    return problems
