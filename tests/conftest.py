@@ -103,6 +103,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockedStack]:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         _reset_process_caches()
+        from services.common.runtime import prepare
+
+        prepare()
         events = boto3.client("events", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         tap = sqs.create_queue(QueueName=f"tap-{uuid.uuid4().hex[:8]}")["QueueUrl"]

@@ -223,11 +223,17 @@ def end_batch_with_failure(
     reason: str,
     service: LabelingService | None = None,
     publish: Publish = bus.publish,
+    ended_by: str = "request",
 ) -> bool:
-    """Fail or cancel a batch once: stop what still runs and announce it (again after a crash)."""
-    won = store.end_batch(batch_id, status, reason)
+    """Fail or cancel a batch once: stop what still runs and announce it.
+
+    The caller that ended the batch announces it; a retry by the same cause (``ended_by``) after a
+    crash announces it again until the notifier has sent the message.
+    """
+    won = store.end_batch(batch_id, status, reason, ended_by)
     state = store.load_batch_state(batch_id)
-    if not won and (state.batch.status is not status or state.batch.notified_at is not None):
+    retry_of_winner = state.batch.status is status and state.batch.ended_by == ended_by
+    if not won and (not retry_of_winner or state.batch.notified_at is not None):
         return False
     stopped = stop_inflight_jobs(state, service or get_labeling_service())
     logger.info("batch ended", extra={"batch_id": batch_id, "status": status.value, "stopped": stopped})
@@ -240,5 +246,5 @@ def cancel_batch(batch_id: str, service: LabelingService | None = None, publish:
     batch = store.get_batch(batch_id)
     if batch.status.is_terminal and batch.status is not BatchStatus.CANCELLED:
         return batch.status
-    end_batch_with_failure(batch_id, BatchStatus.CANCELLED, "cancelled by request", service, publish)
+    end_batch_with_failure(batch_id, BatchStatus.CANCELLED, "cancelled by request", service, publish, ended_by="cancel")
     return store.get_batch(batch_id).status

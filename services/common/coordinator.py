@@ -41,11 +41,10 @@ def on_job_finished(
     )
     batch = store.get_batch(event.batch_id)
     if failed and batch.failure_policy == FailurePolicy.FAIL_BATCH.value:
-        if batch.status is BatchStatus.IN_PROGRESS or (batch.status is BatchStatus.FAILED and batch.notified_at is None):
-            reason = f"labeling job {event.job_name} ended {event.status.value}"
-            if event.failure_reason:
-                reason += f": {event.failure_reason}"
-            end_batch_with_failure(event.batch_id, BatchStatus.FAILED, reason, service, publish)
+        reason = f"labeling job {event.job_name} ended {event.status.value}"
+        if event.failure_reason:
+            reason += f": {event.failure_reason}"
+        end_batch_with_failure(event.batch_id, BatchStatus.FAILED, reason, service, publish, ended_by=f"job:{job.job_name}")
         return
     level = store.get_level(event.batch_id, event.level)
     if int(level.jobs_ended) < int(level.jobs_total):
@@ -67,9 +66,7 @@ def advance(batch_id: str, level: int, publish: Publish = bus.publish) -> None:
         _start_level(batch.batch_id, level + 1, publish)
     else:
         state = store.load_batch_state(batch_id)
-        had_errors = any(not job.status.is_success for job in state.jobs) or any(
-            int(lv.jobs_failed) for lv in state.levels
-        )
+        had_errors = any(int(lv.jobs_failed) for lv in state.levels)
         status = BatchStatus.COMPLETED_WITH_ERRORS if had_errors else BatchStatus.COMPLETE
         won = store.end_batch(batch_id, status)
         batch = store.get_batch(batch_id)

@@ -80,6 +80,7 @@ class BatchItem(_Item):
     num_levels = NumberAttribute()
     current_level = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
+    ended_by = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     ended_at = UTCDateTimeAttribute(null=True)
@@ -299,13 +300,19 @@ def load_batch_state(batch_id: str) -> BatchState:
     return BatchState(batch=batch, levels=levels, jobs=jobs)
 
 
-def end_batch(batch_id: str, status: BatchStatus, reason: str | None = None) -> bool:
-    """Move the batch out of IN_PROGRESS; only the first caller wins."""
+def end_batch(batch_id: str, status: BatchStatus, reason: str | None = None, ended_by: str | None = None) -> bool:
+    """Move the batch out of IN_PROGRESS; only the first caller wins.
+
+    ``ended_by`` names what ended it (a job, a request), so a retry of that same message can tell
+    it is the winner coming back after a crash and finish the announcement.
+    """
     batch = BatchItem(_batch_pk(batch_id), "BATCH")
     now = utcnow()
     actions = [BatchItem.batch_status.set(status.value), BatchItem.updated_at.set(now), BatchItem.ended_at.set(now)]
     if reason:
         actions.append(BatchItem.failure_reason.set(reason))
+    if ended_by:
+        actions.append(BatchItem.ended_by.set(ended_by))
     try:
         batch.update(actions=actions, condition=BatchItem.batch_status == BatchStatus.IN_PROGRESS.value)
     except UpdateError as error:
