@@ -26,18 +26,25 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def _reset_process_caches() -> None:
-    from services.common import labeling
+    from services.common import labeling, store
     from services.common.clients import reset_clients
     from services.common.settings import get_settings
 
     get_settings.cache_clear()
     reset_clients()
     labeling.use_labeling_service(None)
+    store.reset_connections()
 
 
 @pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test ever reaches a real AWS account: fake credentials, no endpoint overrides."""
+def aws_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test ever reaches a real AWS account: fake credentials, no endpoint overrides.
+
+    Integration tests are left alone: the local stack's runner owns the process environment then.
+    """
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -252,3 +259,66 @@ def subscribe_queue(stack: MockedStack, topic_arn: str) -> str:
         TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
     )
     return url
+
+
+# --- the local stack (integration tests) -----------------------------------------------------
+
+
+@dataclass
+class LocalStackSession:
+    """A running local stack plus clients a test needs to act as a user and as SageMaker."""
+
+    stack: Any
+    client: Any
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.stack.aws_endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return self.stack.provisioned.shared_environment
+
+    @property
+    def ground_truth(self) -> Any:
+        return self.stack.ground_truth
+
+
+def _port_or_free(port: int) -> int:
+    from smgt.local import endpoints
+
+    return 0 if endpoints.port_open(endpoints.HOST, port) else port
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> Iterator[LocalStackSession]:
+    """The embedded stack on 127.0.0.1:4566 (or LocalStack found there), API on :3000, Ground Truth on :4580.
+
+    A port already taken by something that is not an AWS endpoint falls back to a free one.
+    """
+    from smgt.client import SmgtClient
+    from smgt.local import endpoints
+    from smgt.local.stack import LocalStack
+
+    aws_port = endpoints.AWS_PORT
+    if endpoints.port_open(endpoints.HOST, aws_port) and not (
+        endpoints.detect_localstack(f"http://{endpoints.HOST}:{aws_port}")
+        or endpoints.detect_moto(f"http://{endpoints.HOST}:{aws_port}")
+    ):
+        aws_port = 0
+    stack = LocalStack(
+        port=aws_port,
+        api_port=_port_or_free(endpoints.API_PORT),
+        gt_port=_port_or_free(endpoints.GROUND_TRUTH_PORT),
+        ground_truth_options={"work_seconds": 0.5},
+        schedule_interval=2.0,
+        failure_visibility_timeout=1,
+        parameters={"LoggingLevel": "WARNING"},
+    )
+    with stack:
+        yield LocalStackSession(stack=stack, client=SmgtClient(stack.api_url))

@@ -181,8 +181,15 @@ def bind_table(table_name: str, region: str) -> None:
         model._connection = None
 
 
+def reset_connections() -> None:
+    """Drop cached DynamoDB connections (their endpoint was fixed when they were made)."""
+    for model in (_Item, *_MODELS):
+        model._connection = None
+
+
 def _connection() -> Connection:
-    return Connection(region=BatchItem.Meta.region)
+    """The item models' own connection: a new one per transaction would build a new botocore client each time."""
+    return BatchItem._get_connection().connection
 
 
 def _is_condition_failure(error: Exception) -> bool:

@@ -139,6 +139,8 @@ class Behaviour(StrEnum):
     FAIL = "fail"
     STALL = "stall"
     SLOW = "slow"
+    SILENT = "silent"
+    """Completes like COMPLETE but its state-change events are lost (never reach the bus)."""
 
 
 class ApiError(Exception):
@@ -1125,6 +1127,9 @@ class SimulatedGroundTruth:
                 "Detail": json.dumps({"LabelingJobStatus": status}),
             }
             job.last_event = event
+        if job.rule is not None and job.rule.mode is Behaviour.SILENT:
+            logger.info("simulated Ground Truth: dropping %s's %s event (silent mode)", job.name, status)
+            return
         self._put_event(event)
 
     def _put_event(self, event: dict[str, Any]) -> None:
