@@ -25,17 +25,26 @@ from pydantic import (
 )
 
 from services.common.errors import InvalidRequest, Problem
-from services.common.modalities import JobRole, ModalitySpec, UnknownModality, get_modality
+from services.common.modalities import JobRole, Modality, ModalitySpec, UnknownModality, get_modality
 from services.common.statuses import FailurePolicy
 
+# Patterns are written once for three engines: Python's re (here), pydantic-core's Rust regex (Field
+# pattern) and ECMA-262 (the published JSON Schema): no named groups, [0-9] rather than \d (Unicode
+# digits elsewhere), and names are checked with fullmatch (re's $ also matches before a final newline).
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 NAME_RULE = "must match ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (letters, digits and inner hyphens, 1-63 characters)"
 MAX_LABELING_JOB_NAME = 63
-S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
-WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:workteam/[a-zA-Z0-9\-_/]+$")
-SNS_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
+S3_URI_PATTERN = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
+"""Group 1 is the bucket, group 2 the key."""
+S3_URI_MAX_LENGTH = len("s3://") + 63 + len("/") + 1024
+WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:workteam/[a-zA-Z0-9\-_/]+$")
+WORKTEAM_ARN_MAX_LENGTH = 256
+SNS_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
 MAX_JOBS_PER_BATCH = 90
+MAX_TRANSACTION_ITEMS = 100
 """Batch, level and job items are written in one transaction; DynamoDB allows 100 items in one."""
+MAX_REQUEST_JSON_LENGTH = 300_000
+"""The request is stored as JSON (ASCII-escaped) on the batch item; DynamoDB items hold at most 400 KB."""
 
 
 
@@ -43,23 +52,32 @@ def _in_allowed_bucket(value: str, info: ValidationInfo) -> str:
     """Buckets are known only at run time: they come in the validation context."""
     allowed = (info.context or {}).get("allowed_buckets") or frozenset()
     match = S3_URI_PATTERN.match(value)
-    if allowed and match and match["bucket"] not in allowed:
-        raise ValueError(f"bucket {match['bucket']!r} is not one this deployment reads; allowed: {sorted(allowed)}")
+    if allowed and match and match[1] not in allowed:
+        raise ValueError(f"bucket {match[1]!r} is not one this deployment reads; allowed: {sorted(allowed)}")
     return value
 
 
 S3Uri = Annotated[
-    str, Field(pattern=S3_URI_PATTERN.pattern, description="s3://bucket/key"), AfterValidator(_in_allowed_bucket)
+    str,
+    Field(pattern=S3_URI_PATTERN.pattern, max_length=S3_URI_MAX_LENGTH, description="s3://bucket/key"),
+    AfterValidator(_in_allowed_bucket),
 ]
 
 
 class _Strict(BaseModel):
     """Unknown fields are refused: a typo must not silently change what runs."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+        field_title_generator=lambda name, info: info.alias or name,
+    )
 
 
 class InputConfig(_Strict):
+    """Where a job's data objects come from: exactly one of an input manifest or a lower-level job."""
+
     input_manifest_s3_uri: S3Uri | None = Field(default=None, alias="inputManifestS3Uri")
     chain_from_job_name: str | None = Field(default=None, alias="chainFromJobName", min_length=1)
 
@@ -71,14 +89,31 @@ class InputConfig(_Strict):
 
 
 class LabelingJobRequest(_Strict):
-    job_name: str = Field(alias="jobName")
+    """One labeling job of the batch; its labeling job is named ``<batchId>-<jobName>``."""
+
+    job_name: str = Field(
+        alias="jobName",
+        json_schema_extra={"pattern": NAME_PATTERN.pattern},
+        description="unique in the batch (case-insensitively); letters, digits and inner hyphens",
+    )
     job_type: Literal["BATCH"] = Field(default="BATCH", alias="jobType")
-    job_modality: str = Field(alias="jobModality")
-    job_level: int = Field(alias="jobLevel", ge=1)
+    job_modality: str = Field(
+        alias="jobModality",
+        json_schema_extra={"enum": [m.value for m in Modality]},
+        description="a Ground Truth task type, or its Audit / Verification variant",
+    )
+    job_level: int = Field(
+        alias="jobLevel",
+        ge=1,
+        le=MAX_JOBS_PER_BATCH,
+        description="levels run 1..N with no gaps; a level starts when the one below has ended",
+    )
     input_config: InputConfig = Field(alias="inputConfig")
     label_category_config_s3_uri: S3Uri | None = Field(default=None, alias="labelCategoryConfigS3Uri")
     label_attribute_name: str | None = Field(default=None, alias="labelAttributeName")
-    workteam_arn: str = Field(alias="workteamArn", pattern=WORKTEAM_ARN_PATTERN.pattern)
+    workteam_arn: str = Field(
+        alias="workteamArn", pattern=WORKTEAM_ARN_PATTERN.pattern, max_length=WORKTEAM_ARN_MAX_LENGTH
+    )
     task_time_limit_in_seconds: int = Field(default=3600, alias="taskTimeLimitInSeconds", ge=30, le=604800)
     task_availability_lifetime_in_seconds: int = Field(
         default=864000, alias="taskAvailabilityLifetimeInSeconds", ge=60, le=2592000
@@ -93,7 +128,7 @@ class LabelingJobRequest(_Strict):
     @field_validator("job_name")
     @classmethod
     def _name_pattern(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError(NAME_RULE)
         return value
 
@@ -107,7 +142,13 @@ class LabelingJobRequest(_Strict):
 
 
 class BatchRequest(_Strict):
-    batch_id: str = Field(alias="batchId")
+    """A multi-level labeling batch: the body of ``POST /batch/create``."""
+
+    batch_id: str = Field(
+        alias="batchId",
+        json_schema_extra={"pattern": NAME_PATTERN.pattern},
+        description="the batch's id, chosen by the caller; a retried create with the same body is idempotent",
+    )
     labeling_jobs: list[LabelingJobRequest] = Field(alias="labelingJobs", min_length=1, max_length=MAX_JOBS_PER_BATCH)
     destination_sns_arn: str | None = Field(default=None, alias="destinationSnsArn", pattern=SNS_ARN_PATTERN.pattern)
     failure_policy: FailurePolicy = Field(default=FailurePolicy.FAIL_BATCH, alias="failurePolicy")
@@ -115,7 +156,7 @@ class BatchRequest(_Strict):
     @field_validator("batch_id")
     @classmethod
     def _batch_id_pattern(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError(NAME_RULE)
         return value
 
@@ -227,9 +268,24 @@ def check_request(request: BatchRequest) -> list[Problem]:
     levels = request.levels
     expected = list(range(1, len(levels) + 1))
     if levels != expected:
+        # bounded: jobLevel is at most MAX_JOBS_PER_BATCH
         missing = sorted(set(range(1, max(levels) + 1)) - set(levels))
         problems.append(
             Problem(field="labelingJobs", rule=f"jobLevel values must run 1..N with no gaps; missing level(s) {missing}")
+        )
+    items = 1 + len(levels) + len(request.labeling_jobs)
+    if items > MAX_TRANSACTION_ITEMS:
+        problems.append(
+            Problem(
+                field="labelingJobs",
+                rule=f"a batch is written as 1 + levels + jobs = {items} items in one transaction; "
+                f"DynamoDB allows {MAX_TRANSACTION_ITEMS}",
+            )
+        )
+    size = len(json.dumps(request.to_wire()))
+    if size > MAX_REQUEST_JSON_LENGTH:
+        problems.append(
+            Problem(field="(body)", rule=f"the request is {size} characters as stored; at most {MAX_REQUEST_JSON_LENGTH}")
         )
 
     for i, job in enumerate(request.labeling_jobs):

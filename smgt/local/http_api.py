@@ -125,7 +125,14 @@ def build_event(
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     if raw_body:
-        event["body"] = raw_body.decode("utf-8") if is_text else base64.b64encode(raw_body).decode()
+        text = None
+        if is_text:
+            try:
+                text = raw_body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None  # as API Gateway does: bytes that are not UTF-8 travel base64-encoded
+        event["isBase64Encoded"] = text is None
+        event["body"] = text if text is not None else base64.b64encode(raw_body).decode()
     return event
 
 
