@@ -13,7 +13,7 @@ from services.common.batches import Publish, end_batch_with_failure
 from services.common.events import BatchCompleted, BatchCreated, LabelingJobFinished, LevelStarted
 from services.common.labeling import LabelingService
 from services.common.observability import logger
-from services.common.statuses import BatchStatus, FailurePolicy, LevelStatus
+from services.common.statuses import BatchStatus, FailurePolicy, JobStatus, LevelStatus
 
 
 def on_batch_created(event: BatchCreated, publish: Publish = bus.publish) -> None:
@@ -41,11 +41,8 @@ def on_job_finished(
     )
     batch = store.get_batch(event.batch_id)
     if failed and batch.failure_policy == FailurePolicy.FAIL_BATCH.value:
-        reason = f"labeling job {event.job_name} ended {event.status.value}"
-        if event.failure_reason:
-            reason += f": {event.failure_reason}"
-        end_batch_with_failure(event.batch_id, BatchStatus.FAILED, reason, service, publish, ended_by=f"job:{job.job_name}")
-        return
+        # No return: if this was the level's last job, the level must still end (and go no further).
+        _fail_batch(event.batch_id, job.job_name, event.status, event.failure_reason, service, publish)
     level = store.get_level(event.batch_id, event.level)
     if int(level.jobs_ended) < int(level.jobs_total):
         return
@@ -53,16 +50,44 @@ def on_job_finished(
         logger.info("level ended", extra={"batch_id": event.batch_id, "level": event.level})
     level = store.get_level(event.batch_id, event.level)
     if level.status is LevelStatus.ENDED and not level.advanced:
-        advance(event.batch_id, event.level, publish)
+        advance(event.batch_id, event.level, publish, service)
 
 
-def advance(batch_id: str, level: int, publish: Publish = bus.publish) -> None:
+def _fail_batch(
+    batch_id: str,
+    job_name: str,
+    status: JobStatus,
+    failure_reason: str | None,
+    service: LabelingService | None,
+    publish: Publish,
+) -> None:
+    reason = f"labeling job {job_name} ended {status.value}"
+    if failure_reason:
+        reason += f": {failure_reason}"
+    end_batch_with_failure(batch_id, BatchStatus.FAILED, reason, service, publish, ended_by=f"job:{job_name}")
+
+
+def advance(
+    batch_id: str, level: int, publish: Publish = bus.publish, service: LabelingService | None = None
+) -> None:
     """After ``level`` ended: start the next level, or end the batch after the last one."""
     batch = store.get_batch(batch_id)
     if batch.status.is_terminal and batch.status not in (BatchStatus.COMPLETE, BatchStatus.COMPLETED_WITH_ERRORS):
         store.mark_level_advanced(batch_id, level)
         return
+    if batch.failure_policy == FailurePolicy.FAIL_BATCH.value and int(store.get_level(batch_id, level).jobs_failed):
+        # The failed job's own message may not have ended the batch yet (it crashed after counting, or
+        # runs concurrently with this one): the level's counter is final now, so fail here, never go on.
+        state = store.load_batch_state(batch_id)
+        failed = min(
+            (j for j in state.jobs_of_level(level) if j.status.is_terminal and not j.status.is_success),
+            key=lambda j: (j.ended_at or store.utcnow(), j.job_name),
+        )
+        _fail_batch(batch_id, failed.job_name, failed.status, failed.failure_reason, service, publish)
+        store.mark_level_advanced(batch_id, level)
+        return
     if level < int(batch.num_levels):
+        _skip_orphans(batch_id, level + 1)
         _start_level(batch.batch_id, level + 1, publish)
     else:
         state = store.load_batch_state(batch_id)
@@ -74,3 +99,18 @@ def advance(batch_id: str, level: int, publish: Publish = bus.publish) -> None:
             publish(BatchCompleted(batch_id=batch.batch_id, status=batch.status))
     store.mark_level_advanced(batch_id, level)
 
+
+def _skip_orphans(batch_id: str, level: int) -> None:
+    """End the jobs of ``level`` whose parent did not complete, before the level starts.
+
+    Their parents' states are final once the previous level ended. The launcher only skips a job
+    whose parent failed; a job chained from a skipped one would wait forever for an output that
+    never comes. Ended here, the launcher just announces them (terminal, not yet counted).
+    """
+    state = store.load_batch_state(batch_id)
+    for job in state.jobs_of_level(level):
+        parent = state.job(job.chain_from) if job.chain_from else None
+        if parent is not None and parent.status is not JobStatus.COMPLETED and not job.status.is_terminal:
+            store.record_job_end(
+                job, JobStatus.SKIPPED, failure_reason=f"parent job {parent.job_name} ended {parent.status.value}"
+            )

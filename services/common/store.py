@@ -85,6 +85,8 @@ class BatchItem(_Item):
     updated_at = UTCDateTimeAttribute()
     ended_at = UTCDateTimeAttribute(null=True)
     notified_at = UTCDateTimeAttribute(null=True)
+    notify_lease_until = NumberAttribute(null=True)
+    notify_claimant = UnicodeAttribute(null=True)
     status_index = StatusIndex()
 
     @property
@@ -342,6 +344,31 @@ def set_current_level(batch_id: str, level: int) -> None:
             raise
 
 
+def claim_notification(batch_id: str, claimant: str, lease_seconds: int) -> bool:
+    """Let one message at a time announce the batch's end.
+
+    ``claimant`` is the message's own id: its redelivery after a crash takes the claim back at once,
+    concurrent duplicates (other messages) lose it, and a lease that ran out frees it for anyone.
+    """
+    batch = BatchItem(_batch_pk(batch_id), "BATCH")
+    now = int(utcnow().timestamp())
+    try:
+        batch.update(
+            actions=[BatchItem.notify_lease_until.set(now + lease_seconds), BatchItem.notify_claimant.set(claimant)],
+            condition=BatchItem.notified_at.does_not_exist()
+            & (
+                BatchItem.notify_lease_until.does_not_exist()
+                | (BatchItem.notify_lease_until < now)
+                | (BatchItem.notify_claimant == claimant)
+            ),
+        )
+    except UpdateError as error:
+        if _is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
 def mark_notified(batch_id: str) -> bool:
     """Record that the end-of-batch notification went out; False if it already had."""
     batch = BatchItem(_batch_pk(batch_id), "BATCH")
@@ -406,7 +433,7 @@ def count_job_end(job: JobItem, failed: bool) -> bool:
             tx.update(
                 JobItem(job.pk, job.sk),
                 actions=[JobItem.counted.set(True)],
-                condition=JobItem.pk.exists() & ((JobItem.counted.does_not_exist()) | (JobItem.counted == False)),  # noqa: E712
+                condition=JobItem.pk.exists() & ((JobItem.counted.does_not_exist()) | (JobItem.counted == False)),
             )
             tx.update(level, actions=level_actions, condition=LevelItem.pk.exists())
     except TransactWriteError as error:

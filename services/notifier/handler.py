@@ -21,7 +21,7 @@ def record_handler(record: SQSRecord) -> None:
     event = parse_workflow_event(record.body)
     if not isinstance(event, BatchCompleted | BatchFailed):
         raise UnknownEvent(f"the notifier does not handle {event.detail_type.value}")
-    notifications.notify_batch_end(event.batch_id, settings)
+    notifications.notify_batch_end(event.batch_id, settings, claimant=record.message_id)
 
 
 @logger.inject_lambda_context
