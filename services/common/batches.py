@@ -57,6 +57,17 @@ class LevelView(_View):
     job_levels: list[JobView] = Field(alias="jobLevels")
 
 
+class ExportView(_View):
+    """The merged export: every chain's final annotations per sequence and frame, plus MOT text."""
+
+    jsonl_s3_uri: str | None = Field(default=None, alias="jsonlS3Uri")
+    jsonl_s3_url: str | None = Field(default=None, alias="jsonlS3Url")
+    mot_s3_prefixes: dict[str, str] = Field(default_factory=dict, alias="motS3Prefixes")
+    sequences: int = 0
+    frames: int = 0
+    error: str | None = None
+
+
 class BatchDetail(_View):
     batch_id: str = Field(alias="batchId")
     status: BatchStatus
@@ -71,6 +82,7 @@ class BatchDetail(_View):
     second_level: LevelView | None = Field(default=None, alias="secondLevel")
     third_level: LevelView | None = Field(default=None, alias="thirdLevel")
     levels: list[LevelView]
+    export: ExportView | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -142,6 +154,17 @@ def _detail(state: store.BatchState, settings: Settings, s3: Any) -> BatchDetail
             )
         )
     by_number = {lv.level: lv for lv in levels}
+    export = None
+    if batch.export is not None or batch.export_error:
+        made = batch.export or {}
+        export = ExportView(
+            jsonl_s3_uri=made.get("jsonl_uri"),
+            jsonl_s3_url=url(made.get("jsonl_uri")),
+            mot_s3_prefixes=made.get("mot_uris", {}),
+            sequences=made.get("sequences", 0),
+            frames=made.get("frames", 0),
+            error=batch.export_error,
+        )
     return BatchDetail(
         batch_id=batch.batch_id,
         status=batch.status,
@@ -156,6 +179,7 @@ def _detail(state: store.BatchState, settings: Settings, s3: Any) -> BatchDetail
         second_level=by_number.get(2),
         third_level=by_number.get(3),
         levels=levels,
+        export=export,
     )
 
 

@@ -8,11 +8,12 @@ are idempotent in turn.
 
 from __future__ import annotations
 
-from services.common import bus, store
+from services.common import bus, export, manifests, store
 from services.common.batches import Publish, end_batch_with_failure
 from services.common.events import BatchCompleted, BatchCreated, LabelingJobFinished, LevelStarted
 from services.common.labeling import LabelingService
 from services.common.observability import logger
+from services.common.settings import Settings, get_settings
 from services.common.statuses import BatchStatus, FailurePolicy, JobStatus, LevelStatus
 
 
@@ -68,7 +69,11 @@ def _fail_batch(
 
 
 def advance(
-    batch_id: str, level: int, publish: Publish = bus.publish, service: LabelingService | None = None
+    batch_id: str,
+    level: int,
+    publish: Publish = bus.publish,
+    service: LabelingService | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """After ``level`` ended: start the next level, or end the batch after the last one."""
     batch = store.get_batch(batch_id)
@@ -91,6 +96,7 @@ def advance(
         _start_level(batch.batch_id, level + 1, publish)
     else:
         state = store.load_batch_state(batch_id)
+        export_batch(state, settings or get_settings())
         had_errors = any(int(lv.jobs_failed) for lv in state.levels)
         status = BatchStatus.COMPLETED_WITH_ERRORS if had_errors else BatchStatus.COMPLETE
         won = store.end_batch(batch_id, status)
@@ -114,3 +120,35 @@ def _skip_orphans(batch_id: str, level: int) -> None:
             store.record_job_end(
                 job, JobStatus.SKIPPED, failure_reason=f"parent job {parent.job_name} ended {parent.status.value}"
             )
+
+
+def export_batch(state: store.BatchState, settings: Settings) -> None:
+    """The merged export of every chain's final annotations, made before the batch is announced.
+
+    It runs again on a retry and overwrites the same objects; a failure is recorded on the batch
+    and does not change the batch's outcome (the jobs' own outputs stand).
+    """
+    kinds: dict[str, export.AnnotationKind] = {}
+    jobs = []
+    try:
+        for job in state.jobs:
+            uri = job.label_category_uri
+            if uri and uri not in kinds:
+                kinds[uri] = export.annotation_kind(manifests.read_json(uri))
+            jobs.append(
+                export.ExportJob(
+                    job_name=job.job_name,
+                    level=int(job.level),
+                    label_attribute_name=job.label_attribute_name,
+                    output_manifest_uri=job.output_manifest_uri if job.status is JobStatus.COMPLETED else None,
+                    chain_from=job.chain_from,
+                    kind=kinds.get(uri or "", export.AnnotationKind.BOX),
+                )
+            )
+        prefix = f"s3://{settings.processing_bucket}/batches/{state.batch.batch_id}/export"
+        result = export.export_batch(jobs, prefix, batch_id=state.batch.batch_id)
+    except Exception as error:  # noqa: BLE001 - recorded on the batch, the labels themselves are safe
+        logger.exception("merged export failed", extra={"batch_id": state.batch.batch_id})
+        store.record_export(state.batch.batch_id, None, f"{type(error).__name__}: {error}")
+        return
+    store.record_export(state.batch.batch_id, result.model_dump(mode="json"))

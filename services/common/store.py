@@ -87,6 +87,8 @@ class BatchItem(_Item):
     notified_at = UTCDateTimeAttribute(null=True)
     notify_lease_until = NumberAttribute(null=True)
     notify_claimant = UnicodeAttribute(null=True)
+    export = JSONAttribute(null=True)
+    export_error = UnicodeAttribute(null=True)
     status_index = StatusIndex()
 
     @property
@@ -342,6 +344,15 @@ def set_current_level(batch_id: str, level: int) -> None:
     except UpdateError as error:
         if not _is_condition_failure(error):
             raise
+
+
+def record_export(batch_id: str, export: dict[str, Any] | None, error: str | None = None) -> None:
+    """Where the merged export landed (or why it could not be made); the batch's outcome stays as it is."""
+    batch = BatchItem(_batch_pk(batch_id), "BATCH")
+    actions: list[Any] = [BatchItem.updated_at.set(utcnow())]
+    actions.append(BatchItem.export.set(export) if export is not None else BatchItem.export.remove())
+    actions.append(BatchItem.export_error.set(error) if error else BatchItem.export_error.remove())
+    batch.update(actions=actions)
 
 
 def claim_notification(batch_id: str, claimant: str, lease_seconds: int) -> bool:

@@ -72,9 +72,21 @@ def test_reference_batch_completes_with_four_jobs_and_one_notification(local_sta
         assert lines and all(f"{parent}-ref" in line and f"{audit}-ref-metadata" in line for line in lines)
         assert all("adjustment-status" in line[f"{audit}-ref-metadata"] for line in lines)
 
+    # the merged export holds every frame of the sequence once, with both chains' final labels
+    export = detail["export"]
+    assert export["error"] is None and export["sequences"] == 1 and export["frames"] == 4
+    records = _read_manifest(local_stack, export["jsonlS3Uri"])
+    assert [r["frameNo"] for r in records] == sorted(r["frameNo"] for r in records)
+    assert all(
+        r["jobs"]["vehicle"]["fromJob"] == "vehicle-audit" and r["jobs"]["lane"]["fromJob"] == "lane-audit"
+        for r in records
+    )
+    assert set(export["motS3Prefixes"]) == {"vehicle"}
+
     message = wait_for_message(local_stack.aws("sqs"), inbox, timeout=20)
     assert message is not None
     assert message["status"] == "SUCCESS" and message["batchId"] == batch_id
+    assert message["batchInfo"]["export"]["jsonlS3Uri"] == export["jsonlS3Uri"]
     outputs = [job["jobOutputS3Uri"] for level in message["batchInfo"]["levels"] for job in level["jobLevels"]]
     assert len(outputs) == 4 and all(_exists(local_stack, uri) for uri in outputs)
     assert wait_for_message(local_stack.aws("sqs"), inbox, timeout=2) is None

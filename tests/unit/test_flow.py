@@ -67,6 +67,8 @@ def test_reference_batch_runs_both_levels_and_notifies_once(
     assert info["secondLevel"]["jobLevels"][0]["jobOutputS3Uri"].endswith("/manifests/output/output.manifest")
     assert info["thirdLevel"] is None
     assert len(info["inputLabelingJobs"]) == 4
+    # the fake service wrote no output manifests: the export records why it failed, the batch stands
+    assert info["export"]["jsonlS3Uri"] is None and "NoSuchKey" in info["export"]["error"]
 
     # And show answers the same detail
     shown = api.lambda_handler(load_event("batch_api_show.json"), lambda_context)
