@@ -26,6 +26,7 @@ from pydantic import (
 
 from services.common.errors import InvalidRequest, Problem
 from services.common.modalities import JobRole, Modality, ModalitySpec, UnknownModality, get_modality
+from services.common.processors import ProcessorSpec
 from services.common.statuses import FailurePolicy
 
 # Patterns are written once for three engines: Python's re (here), pydantic-core's Rust regex (Field
@@ -80,11 +81,19 @@ class InputConfig(_Strict):
 
     input_manifest_s3_uri: S3Uri | None = Field(default=None, alias="inputManifestS3Uri")
     chain_from_job_name: str | None = Field(default=None, alias="chainFromJobName", min_length=1)
+    processors: list[ProcessorSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="filters run, in order, on the parent job's output before this chained job sees it",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> InputConfig:
         if (self.input_manifest_s3_uri is None) == (self.chain_from_job_name is None):
             raise ValueError("exactly one of inputManifestS3Uri or chainFromJobName is required")
+        if self.processors and self.chain_from_job_name is None:
+            raise ValueError("processors filter a parent job's output: they need chainFromJobName")
         return self
 
 

@@ -140,13 +140,14 @@ class _Components:
         self.schemas[name] = schema
 
 
-def _rewrite_refs(node: Any) -> Any:
+def _rewrite_refs(node: Any, *, in_mapping: bool = False) -> Any:
+    """Point ``$ref`` values (and a discriminator's ``mapping`` values) at ``components/schemas``."""
     if isinstance(node, dict):
         return {
             key: (
                 value.replace("#/$defs/", "#/components/schemas/", 1)
-                if key == "$ref" and isinstance(value, str)
-                else _rewrite_refs(value)
+                if (key == "$ref" or in_mapping) and isinstance(value, str)
+                else _rewrite_refs(value, in_mapping=key == "mapping")
             )
             for key, value in node.items()
         }

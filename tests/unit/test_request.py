@@ -186,3 +186,22 @@ def test_fingerprint_is_stable_and_changes_with_the_body() -> None:
     body["labelingJobs"][0]["maxConcurrentTaskCount"] = 7
     c = parse_request(body, ALLOWED)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_chained_job_accepts_processors_in_order() -> None:
+    body = reference_request()
+    body["labelingJobs"][2]["inputConfig"]["processors"] = [{"type": "sample", "fraction": 0.1}, {"type": "quality"}]
+    request = parse_request(body, ALLOWED)
+    assert [p.type for p in request.labeling_jobs[2].input_config.processors] == ["sample", "quality"]
+
+
+def test_processors_need_a_parent_job() -> None:
+    body = reference_request()
+    body["labelingJobs"][0]["inputConfig"]["processors"] = [{"type": "quality"}]
+    assert "need chainFromJobName" in problems(body)["labelingJobs[0].inputConfig"]
+
+
+def test_unknown_processor_type_is_refused_with_its_path() -> None:
+    body = reference_request()
+    body["labelingJobs"][2]["inputConfig"]["processors"] = [{"type": "magic"}]
+    assert any(field.startswith("labelingJobs[2].inputConfig.processors[0]") for field in problems(body))
