@@ -25,8 +25,24 @@ BATCH_TAG = "smgt:batch-id"
 JOB_TAG = "smgt:job-name"
 
 RETRYABLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "ResourceLimitExceeded", "ServiceUnavailable", "InternalFailure"}
+    {
+        # Throttling: botocore's standard retry mode already retried these a few times.
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        # Quota: the account has as many active labeling jobs as it may; one must end first.
+        "ResourceLimitExceeded",
+        # The service itself.
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalServerError",
+    }
 )
+"""Error codes after which the same call may succeed later: the launch waits, the job does not fail."""
+
+ACTIVE_STATUSES = (LabelingJobStatus.INITIALIZING, LabelingJobStatus.IN_PROGRESS, LabelingJobStatus.STOPPING)
+"""Statuses of a job that still holds one of the account's concurrent labeling job slots."""
 
 
 class LabelingJobSpec(BaseModel):
@@ -195,6 +211,11 @@ class SageMakerLabelingService:
                     arn=raw["LabelingJobArn"],
                     status=LabelingJobStatus(raw["LabelingJobStatus"]),
                 )
+
+
+def count_active_jobs(service: LabelingService) -> int:
+    """Labeling jobs of the whole account (not only this workflow's) that are not finished yet."""
+    return sum(1 for status in ACTIVE_STATUSES for _ in service.list_jobs(status=status))
 
 
 def _translate(error: ClientError, name: str) -> LabelingServiceError:
