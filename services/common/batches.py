@@ -46,6 +46,9 @@ class JobView(_View):
     num_frames_completed: int | None = Field(default=None, alias="numFramesCompleted")
     label_counters: dict[str, int] | None = Field(default=None, alias="labelCounters")
     failure_reason: str | None = Field(default=None, alias="failureReason")
+    processing: dict[str, Any] | None = Field(
+        default=None, description="what the between-level processors kept: linesIn, linesOut, flagsByCheck"
+    )
 
 
 class LevelView(_View):
@@ -211,6 +214,7 @@ def _job_view(batch: store.BatchItem, job: store.JobItem, url: Callable[[str | N
         num_frames_completed=done,
         label_counters={k: int(v) for k, v in counters.items()} if counters else None,
         failure_reason=job.failure_reason,
+        processing=job.processing,
     )
 
 

@@ -6,7 +6,7 @@ production code has no switch of its own.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -17,7 +17,7 @@ from services.common.settings import get_settings
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, signature_version="v4")
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     return boto3.client(service, region_name=get_settings().region, config=_CONFIG)
 

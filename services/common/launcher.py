@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from services.common import bus, manifests, store
+from services.common import bus, manifests, processors, store
 from services.common.batches import Publish
 from services.common.errors import LabelingServiceError
 from services.common.events import LabelingJobFinished, LabelingJobLaunched, LevelStarted
@@ -136,9 +136,11 @@ def launch_job(
             publish(_finished(job))  # ended before a crash could announce it
         return
     if job.status is JobStatus.IN_PROGRESS:
+        if not job.launch_announced and job.labeling_job_arn:
+            _announce_launch(state, job, job.labeling_job_name, job.labeling_job_arn, publish)
         return
     parent = state.job(job.chain_from) if job.chain_from else None
-    if parent is not None and not parent.status.is_success:
+    if parent is not None and parent.status.is_terminal and parent.status is not JobStatus.COMPLETED:
         _end_without_launch(job, JobStatus.SKIPPED, f"parent job {parent.job_name} ended {parent.status.value}", publish)
         return
     if parent is not None and not parent.output_manifest_uri:
@@ -166,7 +168,7 @@ def launch_job(
                 f"MAX_CONCURRENT_LABELING_JOBS is {capacity.limit}",
                 retryable=True,
             )
-        _adopt(state, job, existing, settings, publish)
+        _adopt(state, job, existing, settings, publish, service)
         return
     if not store.begin_launch(job):
         capacity.release()
@@ -175,6 +177,23 @@ def launch_job(
     modality = get_modality(job.modality)
     input_uri = job.input_manifest_uri if parent is None else parent.output_manifest_uri
     assert input_uri is not None
+    if parent is not None and job_request.input_config.processors:
+        try:
+            result = _run_processors(state, job, job_request, parent, input_uri, settings)
+        except (processors.ProcessorImportError, processors.ProcessorDataError) as error:
+            capacity.release()
+            _end_without_launch(job, JobStatus.FAILED, f"processor: {error}", publish)
+            return
+        if result.empty:
+            capacity.release()
+            _end_without_launch(
+                job,
+                JobStatus.SKIPPED,
+                f"the processors kept none of the {result.lines_in} data objects of {parent.job_name}",
+                publish,
+            )
+            return
+        input_uri = result.output_manifest_uri
     category_uri = _label_category_for(state, job, job_request, modality, parent, settings)
     store.record_inputs(job, input_uri, category_uri)
 
@@ -209,7 +228,7 @@ def launch_job(
             raise LabelingServiceError(
                 "ResourceInUse", f"{spec.name} exists but cannot be described yet", retryable=True
             ) from None
-        _adopt(state, job, existing, settings, publish)
+        _adopt(state, job, existing, settings, publish, service)
         return
     except LabelingServiceError as error:
         capacity.release()
@@ -217,7 +236,35 @@ def launch_job(
             raise
         _end_without_launch(job, JobStatus.FAILED, f"{error.code}: {error.message}", publish)
         return
-    _record_launched(state, job, spec.name, arn, settings, publish)
+    _record_launched(state, job, spec.name, arn, settings, publish, service)
+
+
+def _run_processors(
+    state: store.BatchState,
+    job: store.JobItem,
+    job_request: LabelingJobRequest,
+    parent: store.JobItem,
+    input_uri: str,
+    settings: Settings,
+) -> processors.ProcessorResult:
+    """Filter the parent's output for this job; the same inputs always give the same manifest."""
+    batch_id = state.batch.batch_id
+    context = processors.ProcessorContext(
+        batch_id=batch_id,
+        job_name=job.job_name,
+        label_attribute_name=parent.label_attribute_name,
+        work_prefix_uri=settings.processing_uri(batch_id, job.job_name, "processors"),
+        parent_job_name=parent.job_name,
+        allowed_custom_modules=settings.custom_processor_modules or None,
+    )
+    output = settings.processing_uri(batch_id, job.job_name, "input", "processed.manifest")
+    result = processors.run_processors(input_uri, output, job_request.input_config.processors or [], context)
+    store.record_processing(
+        job,
+        {"linesIn": result.lines_in, "linesOut": result.lines_out, "flagsByCheck": dict(result.flags_by_check)},
+    )
+    logger.info("processors ran", extra={"job": job.job_name, "lines_in": result.lines_in, "lines_out": result.lines_out})
+    return result
 
 
 def _existing_job(service: LabelingService, name: str) -> LabelingJobDescription | None:
@@ -235,6 +282,7 @@ def _adopt(
     existing: LabelingJobDescription,
     settings: Settings,
     publish: Publish,
+    service: LabelingService,
 ) -> None:
     """A job of this name exists: ours (an earlier attempt created it) is adopted; anyone else's fails the job."""
     if existing.tags.get(BATCH_TAG) != state.batch.batch_id:
@@ -249,14 +297,29 @@ def _adopt(
         )
         return
     logger.info("adopted a job created by an earlier attempt", extra={"job": job.job_name, "arn": existing.arn})
-    _record_launched(state, job, existing.name, existing.arn, settings, publish)
+    _record_launched(state, job, existing.name, existing.arn, settings, publish, service)
 
 
 def _record_launched(
-    state: store.BatchState, job: store.JobItem, name: str, arn: str, settings: Settings, publish: Publish
+    state: store.BatchState,
+    job: store.JobItem,
+    name: str,
+    arn: str,
+    settings: Settings,
+    publish: Publish,
+    service: LabelingService,
 ) -> None:
     deadline = store.utcnow() + timedelta(seconds=settings.job_completion_timeout_seconds)
     store.record_launched(job, arn, int(deadline.timestamp()))
+    # The batch may have failed or been cancelled while this job was being created: its stop
+    # could not see a job without an ARN, so stop it here rather than let it run for nothing.
+    if store.get_batch(state.batch.batch_id).status.is_terminal:
+        logger.info("batch ended during the launch; stopping the new job", extra={"job": job.job_name})
+        service.stop_job(name)
+    _announce_launch(state, job, name, arn, publish)
+
+
+def _announce_launch(state: store.BatchState, job: store.JobItem, name: str, arn: str, publish: Publish) -> None:
     publish(
         LabelingJobLaunched(
             batch_id=state.batch.batch_id,
@@ -266,6 +329,7 @@ def _record_launched(
             labeling_job_arn=arn,
         )
     )
+    store.mark_launch_announced(job)
 
 
 def _label_category_for(

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     job_completion_timeout_seconds: int = Field(default=864000, ge=60, alias="JOB_COMPLETION_TIMEOUT")
     region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     presigned_url_expiry_seconds: int = Field(default=3600, ge=1, le=604800, alias="PRESIGNED_URL_EXPIRY")
-    sweep_recheck_seconds: int = Field(default=600, ge=0, alias="SWEEP_RECHECK_SECONDS")
+    sweep_recheck_seconds: int = Field(default=0, ge=0, alias="SWEEP_RECHECK_SECONDS")
+    """The sweep re-describes in-flight jobs not checked for this long (0: every sweep, so a lost
+    state-change event delays a batch by one sweep period at most)."""
     extra_allowed_buckets: str = Field(default="", alias="ALLOWED_BUCKETS")
 
     # -- launching labeling jobs ------------------------------------------------------------------
@@ -49,6 +51,12 @@ class Settings(BaseSettings):
     """First delay before a deferred Level Started message comes back; doubles per receive."""
     launch_retry_max_seconds: int = Field(default=900, ge=1, le=43200, alias="LAUNCH_RETRY_MAX_SECONDS")
     """Longest delay between two attempts of a deferred launch (SQS allows up to 12 hours)."""
+    custom_processor_modules_raw: str = Field(default="", alias="CUSTOM_PROCESSOR_MODULES")
+    """Comma-separated module prefixes a request's custom processor may be imported from ("" = any)."""
+
+    @property
+    def custom_processor_modules(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.custom_processor_modules_raw.split(",") if m.strip())
 
     @field_validator("first_level_workteam_arn", "second_level_workteam_arn", "output_kms_key_id")
     @classmethod

@@ -163,6 +163,8 @@ class JobItem(_Item):
     counted = BooleanAttribute(default=False)
     last_checked_at = NumberAttribute(null=True)
     launched_at = UTCDateTimeAttribute(null=True)
+    launch_announced = BooleanAttribute(default=False)
+    processing = JSONAttribute(null=True)
     ended_at = UTCDateTimeAttribute(null=True)
     job_name_index = JobNameIndex()
     inflight_index = InFlightIndex()
@@ -533,6 +535,15 @@ def record_launched(job: JobItem, arn: str, deadline: int) -> None:
         if not _is_condition_failure(error):
             raise
         job.update(actions=[JobItem.labeling_job_arn.set(arn), JobItem.launched_at.set(now)])
+
+
+def mark_launch_announced(job: JobItem) -> None:
+    job.update(actions=[JobItem.launch_announced.set(True)])
+
+
+def record_processing(job: JobItem, summary: dict[str, Any]) -> None:
+    """What the between-level processors kept of the parent's output (shown in batch/show)."""
+    job.update(actions=[JobItem.processing.set(summary)])
 
 
 def record_observed(job: JobItem, sagemaker_status: str) -> None:

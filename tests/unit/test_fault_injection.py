@@ -130,10 +130,6 @@ def test_a_crash_when_publishing_loses_no_announcement(nth: int) -> None:
         _check_complete(world, TWO_LEVELS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="launcher.launch_job: a retry finds the job IN_PROGRESS and returns without announcing it",
-)
 def test_a_crash_when_announcing_a_launch_announces_it_on_retry() -> None:
     with mocked_stack() as env, World(env) as world:
         world.inject("publish", "before", 3)  # the first Labeling Job Launched
