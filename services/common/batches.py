@@ -116,7 +116,9 @@ def create_batch(body: object, settings: Settings, publish: Publish = bus.publis
     A retried create (same id, same body) answers with the existing batch and announces it again
     only if no level has started yet, which covers a crash between the write and the event.
     """
-    request: BatchRequest = parse_request(body, settings.allowed_buckets)
+    request: BatchRequest = parse_request(
+        body, settings.allowed_buckets, (settings.workteam_for_level(1), settings.workteam_for_level(2))
+    )
     batch, created = store.create_batch(request)
     if created or int(batch.current_level) == 0:
         publish(BatchCreated(batch_id=batch.batch_id, num_levels=int(batch.num_levels)))

@@ -117,8 +117,7 @@ def _end_without_launch(job: store.JobItem, status: JobStatus, reason: str, publ
 
 def resolve_workteam(job_request: LabelingJobRequest, level: int, settings: Settings) -> str | None:
     """The job's own work team, else the deployment's default for its level (first level, or the rest)."""
-    own = getattr(job_request, "workteam_arn", None)
-    return own or settings.workteam_for_level(level)
+    return job_request.workteam_arn or settings.workteam_for_level(level)
 
 
 def launch_job(

@@ -41,6 +41,8 @@ S3_URI_MAX_LENGTH = len("s3://") + 63 + len("/") + 1024
 WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:workteam/[a-zA-Z0-9\-_/]+$")
 WORKTEAM_ARN_MAX_LENGTH = 256
 SNS_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
+KEYWORD_PATTERN = r"^[A-Za-z0-9]+( [A-Za-z0-9]+)*$"
+"""SageMaker's TaskKeywords pattern: letters and digits, words separated by one space."""
 MAX_JOBS_PER_BATCH = 90
 MAX_TRANSACTION_ITEMS = 100
 """Batch, level and job items are written in one transaction; DynamoDB allows 100 items in one."""
@@ -120,8 +122,12 @@ class LabelingJobRequest(_Strict):
     input_config: InputConfig = Field(alias="inputConfig")
     label_category_config_s3_uri: S3Uri | None = Field(default=None, alias="labelCategoryConfigS3Uri")
     label_attribute_name: str | None = Field(default=None, alias="labelAttributeName")
-    workteam_arn: str = Field(
-        alias="workteamArn", pattern=WORKTEAM_ARN_PATTERN.pattern, max_length=WORKTEAM_ARN_MAX_LENGTH
+    workteam_arn: str | None = Field(
+        default=None,
+        alias="workteamArn",
+        pattern=WORKTEAM_ARN_PATTERN.pattern,
+        max_length=WORKTEAM_ARN_MAX_LENGTH,
+        description="optional when the deployment has a default work team for the job's level",
     )
     task_time_limit_in_seconds: int = Field(default=3600, alias="taskTimeLimitInSeconds", ge=30, le=604800)
     task_availability_lifetime_in_seconds: int = Field(
@@ -130,7 +136,7 @@ class LabelingJobRequest(_Strict):
     max_concurrent_task_count: int = Field(default=100, alias="maxConcurrentTaskCount", ge=1, le=5000)
     task_title: str | None = Field(default=None, alias="taskTitle", min_length=1, max_length=128)
     task_description: str | None = Field(default=None, alias="taskDescription", min_length=1, max_length=255)
-    task_keywords: list[Annotated[str, Field(min_length=1, max_length=30)]] | None = Field(
+    task_keywords: list[Annotated[str, Field(min_length=1, max_length=30, pattern=KEYWORD_PATTERN)]] | None = Field(
         default=None, alias="taskKeywords", min_length=1, max_length=5
     )
 
@@ -215,8 +221,16 @@ def problems_from_validation_error(error: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_request(body: object, allowed_buckets: frozenset[str] = frozenset()) -> BatchRequest:
-    """Parse and fully check a request; raise ``InvalidRequest`` listing every problem found."""
+def parse_request(
+    body: object,
+    allowed_buckets: frozenset[str] = frozenset(),
+    default_workteams: tuple[str | None, str | None] = (None, None),
+) -> BatchRequest:
+    """Parse and fully check a request; raise ``InvalidRequest`` listing every problem found.
+
+    ``default_workteams`` are the deployment's teams for level 1 and for the levels above; a job
+    without its own ``workteamArn`` needs the one of its level.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest([Problem(field="(body)", rule="must be a JSON object")])
     try:
@@ -226,6 +240,15 @@ def parse_request(body: object, allowed_buckets: frozenset[str] = frozenset()) -
         problems.extend(_check_raw_modalities(body))
         raise InvalidRequest(_unique(problems)) from None
     problems = check_request(request)
+    for i, job in enumerate(request.labeling_jobs):
+        if job.workteam_arn is None and not default_workteams[0 if job.job_level <= 1 else 1]:
+            variable = "FIRST_LEVEL_WORKTEAM_ARN" if job.job_level <= 1 else "SECOND_LEVEL_WORKTEAM_ARN"
+            problems.append(
+                Problem(
+                    field=f"labelingJobs[{i}].workteamArn",
+                    rule=f"required: this deployment has no default work team for level {job.job_level} ({variable})",
+                )
+            )
     if problems:
         raise InvalidRequest(problems)
     return request

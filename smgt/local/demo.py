@@ -51,8 +51,9 @@ def reference_request(batch_id: str, dataset: ReferenceDataset, account_id: str,
             job["inputConfig"]["inputManifestS3Uri"] = dataset.manifest_uri
         if job["jobName"] in categories:
             job["labelCategoryConfigS3Uri"] = categories[job["jobName"]]
-        team = job["workteamArn"].rsplit(":", 1)[-1]
-        job["workteamArn"] = f"arn:aws:sagemaker:{region}:{account_id}:{team}"
+        if "workteamArn" in job:
+            team = job["workteamArn"].rsplit(":", 1)[-1]
+            job["workteamArn"] = f"arn:aws:sagemaker:{region}:{account_id}:{team}"
     return request
 
 

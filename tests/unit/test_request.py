@@ -205,3 +205,27 @@ def test_unknown_processor_type_is_refused_with_its_path() -> None:
     body = reference_request()
     body["labelingJobs"][2]["inputConfig"]["processors"] = [{"type": "magic"}]
     assert any(field.startswith("labelingJobs[2].inputConfig.processors[0]") for field in problems(body))
+
+
+def test_workteam_may_come_from_the_deployments_default_for_the_level() -> None:
+    body = reference_request()
+    for job in body["labelingJobs"]:
+        del job["workteamArn"]
+    teams = ("arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/first", None)
+    found = {p.field: p.rule for p in _problems_with(body, teams)}
+    assert set(found) == {"labelingJobs[2].workteamArn", "labelingJobs[3].workteamArn"}
+    assert "SECOND_LEVEL_WORKTEAM_ARN" in found["labelingJobs[2].workteamArn"]
+    both = (teams[0], "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/second")
+    assert parse_request(body, ALLOWED, both).labeling_jobs[0].workteam_arn is None
+
+
+def test_task_keywords_follow_sagemakers_pattern() -> None:
+    body = reference_request()
+    body["labelingJobs"][0]["taskKeywords"] = ["Video-frame"]
+    assert "labelingJobs[0].taskKeywords[0]" in problems(body)
+
+
+def _problems_with(body: Any, teams: tuple[str | None, str | None]) -> list[Any]:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(body, ALLOWED, teams)
+    return caught.value.problems
