@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class BatchStatus(StrEnum):
+    CREATING = "CREATING"
+    """Only while a batch too large for one transaction is being written."""
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETE = "COMPLETE"
     COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
@@ -14,7 +16,7 @@ class BatchStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self is not BatchStatus.IN_PROGRESS
+        return self not in (BatchStatus.CREATING, BatchStatus.IN_PROGRESS)
 
 
 class LevelStatus(StrEnum):

@@ -23,7 +23,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -230,11 +230,18 @@ class BatchState:
 # --- batches -----------------------------------------------------------------------------------
 
 
-def create_batch(request: BatchRequest, now: datetime | None = None) -> tuple[BatchItem, bool]:
-    """Write batch, levels and jobs in one conditional transaction.
+TRANSACTION_ITEMS = 100
+"""DynamoDB's limit of items in one transaction."""
 
-    Returns the stored batch and whether this call created it. The same request again returns the
-    existing batch; a different request under the same id raises ``BatchConflict``.
+
+def create_batch(request: BatchRequest, now: datetime | None = None) -> tuple[BatchItem, bool]:
+    """Write batch, levels and jobs; returns the stored batch and whether this call created it.
+
+    The same request again returns the existing batch; a different request under the same id
+    raises ``BatchConflict``. A batch that fits in one transaction is written in one conditional
+    transaction; a larger one claims its id first (status ``CREATING``), then writes its levels and
+    jobs in transactions of 100 conditional puts, then opens (``IN_PROGRESS``). A retry after a
+    crash finishes what the first call began; nothing written is ever overwritten.
     """
     now = now or utcnow()
     pk = _batch_pk(request.batch_id)
@@ -251,47 +258,97 @@ def create_batch(request: BatchRequest, now: datetime | None = None) -> tuple[Ba
         created_at=now,
         updated_at=now,
     )
+    items = _level_and_job_items(request, pk)
+    if 1 + len(items) > TRANSACTION_ITEMS:
+        return _create_in_parts(request, batch, items)
     try:
         with TransactWrite(connection=_connection()) as tx:
             tx.save(batch, condition=BatchItem.pk.does_not_exist())
-            for level in request.levels:
-                tx.save(
-                    LevelItem(
-                        pk,
-                        _level_sk(level),
-                        batch_id=request.batch_id,
-                        level=level,
-                        level_status=LevelStatus.PENDING.value,
-                        jobs_total=len(request.jobs_of_level(level)),
-                    )
-                )
-            for job in request.labeling_jobs:
-                name = request.labeling_job_name(job.job_name)
-                tx.save(
-                    JobItem(
-                        pk,
-                        _job_sk(job.job_name),
-                        batch_id=request.batch_id,
-                        job_name=job.job_name,
-                        level=job.job_level,
-                        modality=job.job_modality,
-                        labeling_job_name=name,
-                        job_name_key=name.lower(),
-                        job_status=JobStatus.PENDING.value,
-                        chain_from=job.input_config.chain_from_job_name,
-                        label_attribute_name=job.resolved_label_attribute_name,
-                        input_manifest_uri=job.input_config.input_manifest_s3_uri,
-                        label_category_uri=job.label_category_config_s3_uri,
-                    )
-                )
+            for item in items:
+                tx.save(item)
     except TransactWriteError as error:
         if not _is_condition_failure(error):
             raise
-        existing = get_batch(request.batch_id)
-        if existing.fingerprint != request.fingerprint():
-            raise BatchConflict(request.batch_id) from None
-        return existing, False
+        return _existing_for(request), False
     return batch, True
+
+
+def _existing_for(request: BatchRequest) -> BatchItem:
+    existing = get_batch(request.batch_id)
+    if existing.fingerprint != request.fingerprint():
+        raise BatchConflict(request.batch_id) from None
+    return existing
+
+
+def _level_and_job_items(request: BatchRequest, pk: str) -> list[_Item]:
+    items: list[_Item] = [
+        LevelItem(
+            pk,
+            _level_sk(level),
+            batch_id=request.batch_id,
+            level=level,
+            level_status=LevelStatus.PENDING.value,
+            jobs_total=len(request.jobs_of_level(level)),
+        )
+        for level in request.levels
+    ]
+    for job in request.labeling_jobs:
+        name = request.labeling_job_name(job.job_name)
+        items.append(
+            JobItem(
+                pk,
+                _job_sk(job.job_name),
+                batch_id=request.batch_id,
+                job_name=job.job_name,
+                level=job.job_level,
+                modality=job.job_modality,
+                labeling_job_name=name,
+                job_name_key=name.lower(),
+                job_status=JobStatus.PENDING.value,
+                chain_from=job.input_config.chain_from_job_name,
+                label_attribute_name=job.resolved_label_attribute_name,
+                input_manifest_uri=job.input_config.input_manifest_s3_uri,
+                label_category_uri=job.label_category_config_s3_uri,
+            )
+        )
+    return items
+
+
+def _create_in_parts(request: BatchRequest, batch: BatchItem, items: list[_Item]) -> tuple[BatchItem, bool]:
+    batch.batch_status = BatchStatus.CREATING.value
+    created = True
+    try:
+        batch.save(condition=BatchItem.pk.does_not_exist())
+    except PutError as error:
+        if not _is_condition_failure(error):
+            raise
+        batch, created = _existing_for(request), False
+        if batch.status is not BatchStatus.CREATING:
+            return batch, False
+    for start in range(0, len(items), TRANSACTION_ITEMS):
+        chunk = items[start : start + TRANSACTION_ITEMS]
+        try:
+            with TransactWrite(connection=_connection()) as tx:
+                for item in chunk:
+                    tx.save(item, condition=type(item).pk.does_not_exist())
+        except TransactWriteError as error:
+            if not _is_condition_failure(error):
+                raise
+            for item in chunk:  # part of this chunk was written before a crash: add only what is missing
+                try:
+                    item.save(condition=type(item).pk.does_not_exist())
+                except PutError as put_error:
+                    if not _is_condition_failure(put_error):
+                        raise
+    try:
+        batch.update(
+            actions=[BatchItem.batch_status.set(BatchStatus.IN_PROGRESS.value), BatchItem.updated_at.set(utcnow())],
+            condition=BatchItem.batch_status == BatchStatus.CREATING.value,
+        )
+    except UpdateError as error:
+        if not _is_condition_failure(error):
+            raise
+    return get_batch(request.batch_id), created
 
 
 def get_batch(batch_id: str) -> BatchItem:

@@ -26,7 +26,7 @@ from referencing.jsonschema import DRAFT202012
 from services.batch_api import api
 from services.common import schema as contract
 from services.common.modalities import Modality
-from services.common.request import NAME_PATTERN
+from services.common.request import MAX_JOBS_PER_BATCH, NAME_PATTERN
 from tests.conftest import MockedStack, load_event, reference_request
 
 DOCS = contract.DOCS_DIR
@@ -281,20 +281,40 @@ def test_names_with_a_trailing_newline_are_refused(stack: MockedStack, lambda_co
     assert {"batchId", "labelingJobs[0].jobName"} <= set(assert_problem_body(answer))
 
 
-def test_a_batch_too_big_for_one_transaction_is_refused(stack: MockedStack, lambda_context: Any) -> None:
-    """1 + levels + jobs items are written at once: 10 levels and 90 jobs would be 101."""
+def test_a_batch_over_the_job_limit_is_refused(stack: MockedStack, lambda_context: Any) -> None:
     body = reference_request("contract-0003")
     template = body["labelingJobs"][0]
     jobs = []
-    for i in range(90):
+    for i in range(MAX_JOBS_PER_BATCH + 1):
+        job = copy.deepcopy(template)
+        job.update(jobName=f"j{i}", labelAttributeName=f"j{i}-ref")
+        jobs.append(job)
+    body["labelingJobs"] = jobs
+    status, answer = create(body, lambda_context)
+    assert status == 400, answer
+    assert "labelingJobs" in assert_problem_body(answer)
+
+
+def test_a_batch_larger_than_one_transaction_is_created_whole(stack: MockedStack, lambda_context: Any) -> None:
+    """10 levels and 120 jobs are more than DynamoDB's 100 items per transaction: written in parts."""
+    body = reference_request("contract-0005")
+    template = body["labelingJobs"][0]
+    jobs = []
+    for i in range(120):
         job = copy.deepcopy(template)
         job.update(jobName=f"j{i}", jobLevel=min(i + 1, 10), labelAttributeName=f"j{i}-ref")
         jobs.append(job)
     body["labelingJobs"] = jobs
-    assert list(request_validator().iter_errors(body)) == []  # a whole-batch rule
     status, answer = create(body, lambda_context)
-    assert status == 400, answer
-    assert "labelingJobs" in assert_problem_body(answer)
+    assert status == 201, answer
+    assert answer["status"] == "IN_PROGRESS"
+    from services.common import store
+
+    state = store.load_batch_state("contract-0005")
+    assert len(state.jobs) == 120 and len(state.levels) == 10
+    assert sum(int(level.jobs_total) for level in state.levels) == 120
+    again, replay = create(body, lambda_context)
+    assert again == 200 and replay["created"] is False
 
 
 def test_a_request_too_big_to_store_is_refused(stack: MockedStack, lambda_context: Any) -> None:

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from services.common import coordinator, notifications, store
 from services.common.events import BatchCompleted, LevelStarted
-from services.common.request import MAX_JOBS_PER_BATCH
 from services.common.statuses import BatchStatus, JobStatus, LevelStatus
 from tests.workflow_world import BATCH_ID, World, batch_request, job_name, mocked_stack
 
@@ -235,9 +234,8 @@ def test_a_job_chained_from_a_skipped_job_is_skipped_too() -> None:
 
 
 def test_largest_batch_runs_every_job_once() -> None:
-    """5 levels, 50 jobs on the first: 90 jobs, the most one batch may hold (one DynamoDB transaction)."""
-    sizes = [50, 20, 10, 5, 5]
-    assert sum(sizes) == MAX_JOBS_PER_BATCH
+    """5 levels of 50 jobs: 250 jobs, written in several transactions, each launched and counted once."""
+    sizes = [50, 50, 50, 50, 50]
     plan: Plan = [[None] * sizes[0]] + [
         [i % before for i in range(size)] for before, size in itertools.pairwise(sizes)
     ]
@@ -247,7 +245,7 @@ def test_largest_batch_runs_every_job_once() -> None:
         assert world.state().batch.status is BatchStatus.COMPLETE
         assert sorted(world.fake.create_calls) == sorted(_labeling(n) for _, n, _ in _names(plan))
         assert world.results["start_level"] == world.results["claim_level_end"] == Counter(range(1, 6))
-        assert sum(world.results["count_job_end"].values()) == MAX_JOBS_PER_BATCH
+        assert sum(world.results["count_job_end"].values()) == sum(sizes)
         assert len([e for e in world.published if isinstance(e, BatchCompleted)]) == 1
 
 
@@ -271,7 +269,7 @@ def test_largest_batch_notification_fits_in_one_sns_message() -> None:
         (message,) = env.sns_messages()
         # without presigned URLs the 90 jobs fit; every output manifest is still named
         outputs = [job["jobOutputS3Uri"] for level in message["batchInfo"]["levels"] for job in level["jobLevels"]]
-        assert len(outputs) == MAX_JOBS_PER_BATCH
+        assert len(outputs) == sum(sizes)
         assert "jobOutputS3Url" not in message["batchInfo"]["levels"][0]["jobLevels"][0]
 
 
