@@ -78,10 +78,13 @@ def sweep(now: datetime, service: LabelingService, settings: Settings, publish: 
     epoch = int(now.timestamp())
     for job in store.inflight_jobs():
         report.checked += 1
-        if job.deadline is not None and int(job.deadline) <= epoch:
-            service.stop_job(job.labeling_job_name)
-            if store.record_job_end(job, JobStatus.FAILED, failure_reason=TIMEOUT_REASON):
+        if job.status.is_terminal or (job.deadline is not None and int(job.deadline) <= epoch):
+            # Record the timeout before stopping, so the Stopped event that follows cannot be
+            # recorded first and hide the reason; the job leaves the list once the stop is sent.
+            if store.record_job_end(job, JobStatus.FAILED, failure_reason=TIMEOUT_REASON, keep_inflight=True):
                 report.timed_out += 1
+            service.stop_job(job.labeling_job_name)
+            store.clear_inflight(job)
             job.refresh(consistent_read=True)
             if not job.counted:
                 publish(finished_event(job))

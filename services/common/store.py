@@ -622,14 +622,20 @@ def record_job_end(
     counters: dict[str, int] | None = None,
     failure_reason: str | None = None,
     labeling_job_arn: str | None = None,
+    keep_inflight: bool = False,
 ) -> bool:
-    """Record the terminal state once; False if the job had already ended."""
+    """Record the terminal state once; False if the job had already ended.
+
+    ``keep_inflight`` leaves the job on the sweep's list: for a job we ended ourselves (timeout)
+    whose StopLabelingJob has not been confirmed yet.
+    """
     actions: list[Any] = [
         JobItem.job_status.set(status.value),
         JobItem.ended_at.set(utcnow()),
-        JobItem.inflight.remove(),
         JobItem.last_checked_at.set(int(utcnow().timestamp())),
     ]
+    if not keep_inflight:
+        actions.append(JobItem.inflight.remove())
     if sagemaker_status:
         actions.append(JobItem.sagemaker_status.set(sagemaker_status))
     if output_manifest_uri:
@@ -649,6 +655,10 @@ def record_job_end(
             return False
         raise
     return True
+
+
+def clear_inflight(job: JobItem) -> None:
+    job.update(actions=[JobItem.inflight.remove()])
 
 
 def inflight_jobs(deadline_before: int | None = None) -> Iterator[JobItem]:
