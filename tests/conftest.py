@@ -311,6 +311,11 @@ def local_stack() -> Iterator[LocalStackSession]:
         or endpoints.detect_moto(f"http://{endpoints.HOST}:{aws_port}")
     ):
         aws_port = 0
+    # An embedded moto server keeps its state in this process's moto backends, shared by every
+    # server started here: each module starts from an empty account, as a fresh stack would.
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
     stack = LocalStack(
         port=aws_port,
         api_port=_port_or_free(endpoints.API_PORT),

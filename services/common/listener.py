@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from services.common import bus, store
 from services.common.batches import Publish
-from services.common.errors import JobNotFound
+from services.common.errors import JobNotFound, LabelingServiceError
 from services.common.events import LabelingJobFinished, SageMakerJobStateChange
 from services.common.labeling import LabelingJobDescription, LabelingService
 from services.common.observability import logger
@@ -70,6 +70,7 @@ class SweepReport(BaseModel):
     checked: int = 0
     timed_out: int = 0
     reconciled: int = 0
+    errors: int = 0
 
 
 def sweep(now: datetime, service: LabelingService, settings: Settings, publish: Publish = bus.publish) -> SweepReport:
@@ -78,22 +79,37 @@ def sweep(now: datetime, service: LabelingService, settings: Settings, publish: 
     epoch = int(now.timestamp())
     for job in store.inflight_jobs():
         report.checked += 1
-        if job.status.is_terminal or (job.deadline is not None and int(job.deadline) <= epoch):
-            # Record the timeout before stopping, so the Stopped event that follows cannot be
-            # recorded first and hide the reason; the job leaves the list once the stop is sent.
-            if store.record_job_end(job, JobStatus.FAILED, failure_reason=TIMEOUT_REASON, keep_inflight=True):
-                report.timed_out += 1
-            service.stop_job(job.labeling_job_name)
-            store.clear_inflight(job)
-            job.refresh(consistent_read=True)
-            if not job.counted:
-                publish(finished_event(job))
-            continue
-        last = int(job.last_checked_at or 0)
-        if epoch - last >= settings.sweep_recheck_seconds:
-            before = job.status
-            reconcile(job, service.describe_job(job.labeling_job_name), publish)
-            if job.status is not before:
-                report.reconciled += 1
+        try:
+            _sweep_job(job, epoch, service, settings, publish, report)
+        except LabelingServiceError as error:
+            # One job the service cannot answer for (throttled, unknown) must not stop the others.
+            report.errors += 1
+            logger.warning(
+                "sweep could not check a job; next sweep tries again",
+                extra={"job": job.labeling_job_name, "code": error.code, "reason": error.message},
+            )
     logger.info("sweep done", extra=report.model_dump())
     return report
+
+
+def _sweep_job(
+    job: store.JobItem, epoch: int, service: LabelingService, settings: Settings, publish: Publish, report: SweepReport
+) -> None:
+    """Time one job out, or re-describe it when it has not been checked for a while."""
+    if job.status.is_terminal or (job.deadline is not None and int(job.deadline) <= epoch):
+        # Record the timeout before stopping, so the Stopped event that follows cannot be
+        # recorded first and hide the reason; the job leaves the list once the stop is sent.
+        if store.record_job_end(job, JobStatus.FAILED, failure_reason=TIMEOUT_REASON, keep_inflight=True):
+            report.timed_out += 1
+        service.stop_job(job.labeling_job_name)
+        store.clear_inflight(job)
+        job.refresh(consistent_read=True)
+        if not job.counted:
+            publish(finished_event(job))
+        return
+    last = int(job.last_checked_at or 0)
+    if epoch - last >= settings.sweep_recheck_seconds:
+        before = job.status
+        reconcile(job, service.describe_job(job.labeling_job_name), publish)
+        if job.status is not before:
+            report.reconciled += 1

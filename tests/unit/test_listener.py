@@ -58,3 +58,15 @@ def test_a_state_change_for_a_job_this_workflow_does_not_own_is_ignored(
     )
     assert listener.on_state_change(change, labeling_service) is False
     assert stack.bus_events() == []
+
+
+def test_a_job_the_service_cannot_describe_does_not_stop_the_sweep(
+    stack: MockedStack, reference_data: Any, labeling_service: Any, lambda_context: Any
+) -> None:
+    _launch_level_one(lambda_context)
+    labeling_service.jobs.pop("reference-0001-vehicle")  # the service answers ResourceNotFound for it
+    labeling_service.complete("reference-0001-lane")
+    report = listener.sweep(store.utcnow(), labeling_service, get_settings())
+    assert (report.checked, report.errors, report.reconciled) == (2, 1, 1)
+    assert store.get_job("reference-0001", "lane").status is JobStatus.COMPLETED
+    assert store.get_job("reference-0001", "vehicle").status is JobStatus.IN_PROGRESS
