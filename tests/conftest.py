@@ -123,6 +123,35 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockedStack]:
         yield MockedStack(environment=env, queue_urls=queue_urls, tap_queue_url=tap)
 
 
+@pytest.fixture(scope="module")
+def moto_server_url() -> Iterator[str]:
+    """A moto server on a free loopback port, for code that talks to AWS over HTTP (the simulated
+    Ground Truth, botocore clients with an endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:  # module scope: runs before the autouse credentials fixture
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            mp.setenv(key, "testing")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """An S3 client on moto's in-process mock, with the test module's ``BUCKET`` created."""
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        client.create_bucket(Bucket=request.module.BUCKET)
+        yield client
+
+
 @pytest.fixture
 def labeling_service() -> Iterator[Any]:
     """A fake labeling service installed as the process's backend."""

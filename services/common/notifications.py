@@ -53,11 +53,12 @@ def build_notification(detail: BatchDetail) -> BatchNotification:
     )
 
 
-def _without_presigned_urls(value: Any) -> Any:
+def without_presigned_urls(value: Any) -> Any:
+    """A detail without its presigned URLs (they are signed anew on every read)."""
     if isinstance(value, dict):
-        return {k: _without_presigned_urls(v) for k, v in value.items() if not k.endswith("S3Url")}
+        return {k: without_presigned_urls(v) for k, v in value.items() if not k.endswith("S3Url")}
     if isinstance(value, list):
-        return [_without_presigned_urls(v) for v in value]
+        return [without_presigned_urls(v) for v in value]
     return value
 
 
@@ -67,7 +68,7 @@ def fit_to_sns(notification: BatchNotification, settings: Settings, s3: Any = No
     limit = SNS_MAX_BYTES - _HEADROOM
     if len(notification.to_json().encode()) <= limit:
         return notification
-    lighter = notification.model_copy(update={"batch_info": _without_presigned_urls(notification.batch_info)})
+    lighter = notification.model_copy(update={"batch_info": without_presigned_urls(notification.batch_info)})
     if len(lighter.to_json().encode()) <= limit:
         return lighter
     uri = f"s3://{settings.processing_bucket}/batches/{notification.batch_id}/batch-info.json"

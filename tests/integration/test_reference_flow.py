@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.common.notifications import without_presigned_urls
 from smgt.client import ApiError
 from smgt.local.demo import reference_request, subscribe, wait_for_message
 from smgt.local.synthetic import upload_reference_dataset
@@ -31,15 +32,6 @@ def _start_reference_batch(session: LocalStackSession, prefix: str) -> tuple[str
 
 def _jobs(detail: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {job["jobName"]: job for level in detail["levels"] for job in level["jobLevels"]}
-
-
-def _without_presigned_urls(detail: Any) -> Any:
-    """Presigned URLs are signed anew on every read; everything else must be identical."""
-    if isinstance(detail, dict):
-        return {k: _without_presigned_urls(v) for k, v in detail.items() if not k.endswith("S3Url")}
-    if isinstance(detail, list):
-        return [_without_presigned_urls(v) for v in detail]
-    return detail
 
 
 def _exists(session: LocalStackSession, uri: str) -> bool:
@@ -125,7 +117,7 @@ def test_duplicated_state_change_event_changes_nothing(local_stack: LocalStackSe
     assert local_stack.stack.wait_idle(30)
     time.sleep(1)
     after = local_stack.client.show(batch_id)
-    assert _without_presigned_urls(after) == _without_presigned_urls(before)
+    assert without_presigned_urls(after) == without_presigned_urls(before)
     assert wait_for_message(local_stack.aws("sqs"), inbox, timeout=3) is None
 
 

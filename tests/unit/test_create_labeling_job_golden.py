@@ -172,29 +172,15 @@ def _keys() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def aws_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as mp:  # module scope: runs before the autouse credentials fixture
-        for key, value in CREDENTIALS.items():
-            mp.setenv(key, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
 
 
 @pytest.fixture(scope="module")
-def ground_truths(aws_endpoint: str) -> Iterator[dict[str, Any]]:
+def ground_truths(moto_server_url: str) -> Iterator[dict[str, Any]]:
     """One simulated Ground Truth per region, every case's S3 objects in place (uploaded once)."""
     from smgt.local.groundtruth import Behaviour, SimulatedGroundTruth
     from smgt.local.synthetic import upload_reference_dataset
 
-    s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1", **_keys())
+    s3 = boto3.client("s3", endpoint_url=moto_server_url, region_name="us-east-1", **_keys())
     clients: dict[str, Any] = {}
     simulators = []
     try:
@@ -212,7 +198,7 @@ def ground_truths(aws_endpoint: str) -> Iterator[dict[str, Any]]:
                 ):
                     bucket, key = uri[len("s3://") :].split("/", 1)
                     s3.put_object(Bucket=bucket, Key=key, Body=body)
-            gt = SimulatedGroundTruth(aws_endpoint, region=region, account_id=ACCOUNT, work_seconds=0.05)
+            gt = SimulatedGroundTruth(moto_server_url, region=region, account_id=ACCOUNT, work_seconds=0.05)
             simulators.append(gt)
             gt.start(port=0)
             gt.set_behaviour("*", Behaviour.STALL)  # accepted is all we check: no simulated work

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
-
-import boto3
-import pytest
 
 from services.common import manifests
 from services.common.export import (
@@ -32,14 +28,6 @@ def uri(key: str) -> str:
     return f"s3://{BUCKET}/{key}"
 
 
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def frames_of(seq: int) -> list[dict[str, Any]]:

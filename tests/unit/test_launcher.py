@@ -462,26 +462,11 @@ def _create_labeling_job_shape() -> Any:
 # --- on the simulated Ground Truth -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def aws_server() -> Iterator[str]:
-    """A moto server for the simulated Ground Truth's own S3 reads and events."""
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            mp.setenv(key, "testing")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
 
 
 @pytest.mark.parametrize("own_cap", [0, 1], ids=["service-limit", "own-cap"])
 def test_on_a_ground_truth_capped_at_one_job_the_second_waits_for_the_first(
-    aws_server: str, own_cap: int
+    moto_server_url: str, own_cap: int
 ) -> None:
     """``own_cap=0``: SageMaker's ResourceLimitExceeded defers; ``1``: our count defers before asking."""
     from smgt.local.groundtruth import SimulatedGroundTruth
@@ -489,7 +474,7 @@ def test_on_a_ground_truth_capped_at_one_job_the_second_waits_for_the_first(
 
     settings = settings_with(max_concurrent_labeling_jobs=own_cap)
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
-    s3 = boto3.client("s3", endpoint_url=aws_server, **keys)
+    s3 = boto3.client("s3", endpoint_url=moto_server_url, **keys)
     for bucket in (settings.input_bucket, settings.processing_bucket):
         if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
             s3.create_bucket(Bucket=bucket)
@@ -499,7 +484,7 @@ def test_on_a_ground_truth_capped_at_one_job_the_second_waits_for_the_first(
     event = LevelStarted(batch_id=batch_id, level=1)
 
     with SimulatedGroundTruth(
-        aws_server, region=REGION, account_id=ACCOUNT, work_seconds=0.3, max_concurrent_jobs=1
+        moto_server_url, region=REGION, account_id=ACCOUNT, work_seconds=0.3, max_concurrent_jobs=1
     ) as gt:
         service = SageMakerLabelingService(boto3.client("sagemaker", endpoint_url=gt.url, **keys))
         published = Published()

@@ -8,7 +8,6 @@ import tracemalloc
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from pydantic import ValidationError
 
@@ -36,14 +35,6 @@ ATTR = "vehicle-ref"
 SIZE = (320, 180)
 
 
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def context(s3: Any, job: str = "vehicle-audit", batch: str = "batch-1", **kw: Any) -> ProcessorContext:
