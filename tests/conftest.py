@@ -335,9 +335,10 @@ def local_stack() -> Iterator[LocalStackSession]:
     from smgt.local.stack import LocalStack
 
     aws_port = endpoints.AWS_PORT
-    if endpoints.port_open(endpoints.HOST, aws_port) and not (
-        endpoints.detect_localstack(f"http://{endpoints.HOST}:{aws_port}")
-        or endpoints.detect_moto(f"http://{endpoints.HOST}:{aws_port}")
+    # Reuse LocalStack on :4566; anything else there (another process's embedded stack, with its
+    # own runner and simulated Ground Truth consuming the same queues) would share our messages.
+    if endpoints.port_open(endpoints.HOST, aws_port) and not endpoints.detect_localstack(
+        f"http://{endpoints.HOST}:{aws_port}"
     ):
         aws_port = 0
     # An embedded moto server keeps its state in this process's moto backends, shared by every
