@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from moto.server import ThreadedMotoServer
@@ -114,8 +115,30 @@ def start_moto_server(host: str = HOST, port: int = AWS_PORT, verbose: bool = Fa
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=verbose)
     server.start()
+    wsgi = server._server  # werkzeug reads .app on every request
+    if wsgi is not None:
+        wsgi.app = _AtomicDynamoDB(wsgi.app)
     log.info("embedded moto server on %s:%s", *server.get_host_and_port())
     return server
+
+
+class _AtomicDynamoDB:
+    """Serve DynamoDB requests one at a time, as DynamoDB makes each request atomic.
+
+    moto checks a write's condition and applies the write in separate steps with no lock, so two
+    concurrent conditional writes could both succeed; the workflow's exactly-once counting relies
+    on DynamoDB refusing the second. Other services (SQS long polls among them) stay concurrent.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self._app(environ, start_response)
+        with self._lock:
+            return list(self._app(environ, start_response))
 
 
 def ensure_aws_endpoint(host: str = HOST, port: int = AWS_PORT) -> AwsEndpoint:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -42,30 +41,6 @@ def test_last_job_of_a_level_starts_the_next_level_exactly_once(batch: str, stac
     assert store.get_level(batch, 1).status is LevelStatus.ENDED
     assert store.get_level(batch, 2).status is LevelStatus.IN_PROGRESS
     assert int(store.get_batch(batch).current_level) == 2
-
-
-def test_concurrent_duplicates_of_the_last_job_start_the_next_level_once(batch: str, stack: MockedStack) -> None:
-    coordinator.on_job_finished(_finished("vehicle", 1))
-    barrier = threading.Barrier(6)
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            coordinator.on_job_finished(_finished("lane", 1))
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=deliver) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert int(store.get_level(batch, 1).jobs_ended) == 2
-    # every job of level 2 is launched from one Level Started transition (duplicate emission is tolerated downstream)
-    assert store.get_level(batch, 2).status is LevelStatus.IN_PROGRESS
-    assert 2 in [e["detail"]["level"] for e in stack.bus_events("Level Started")]
 
 
 def test_last_level_ending_completes_the_batch_once(batch: str, stack: MockedStack) -> None:
