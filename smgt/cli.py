@@ -25,9 +25,33 @@ def cmd_local_start(args: argparse.Namespace, console: Console) -> int:
     stack = LocalStack(host=args.host, port=args.port, api_port=args.api_port, gt_port=args.gt_port)
     stack.start()
     console.print(stack.describe())
+    if args.sample_data:
+        _upload_sample_data(stack, console)
     console.print("Ctrl-C stops everything started here.")
     stack.run_forever()
     return 0
+
+
+def _upload_sample_data(stack: Any, console: Console) -> None:
+    """The synthetic reference dataset where examples/reference-batch.json expects it."""
+    import boto3
+
+    from smgt.local.synthetic import upload_reference_dataset
+
+    bucket = stack.provisioned.shared_environment["INPUT_BUCKET"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.aws_endpoint_url,
+        region_name=stack.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    dataset = upload_reference_dataset(s3, bucket, prefix="reference")
+    console.print(f"sample data: {dataset.manifest_uri} ({dataset.frame_count} frames)")
+    from smgt.local.demo import REFERENCE_REQUEST
+
+    if REFERENCE_REQUEST.exists() and f"s3://{bucket}/" in REFERENCE_REQUEST.read_text():
+        console.print(f"try: smgt create {REFERENCE_REQUEST} && smgt watch reference-0001")
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -86,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=endpoints.AWS_PORT, help="AWS-compatible endpoint port (4566)")
     start.add_argument("--api-port", type=int, default=endpoints.API_PORT, help="HTTP API port (3000)")
     start.add_argument("--gt-port", type=int, default=endpoints.GROUND_TRUTH_PORT, help="simulated Ground Truth port (4580)")
+    start.add_argument(
+        "--no-sample-data",
+        dest="sample_data",
+        action="store_false",
+        help="do not upload the synthetic reference dataset to the input bucket",
+    )
     start.set_defaults(func=cmd_local_start)
 
     demo = commands.add_parser("demo", help="run the reference example on a fresh local stack")
