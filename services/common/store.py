@@ -243,22 +243,8 @@ def create_batch(request: BatchRequest, now: datetime | None = None) -> tuple[Ba
     jobs in transactions of 100 conditional puts, then opens (``IN_PROGRESS``). A retry after a
     crash finishes what the first call began; nothing written is ever overwritten.
     """
-    now = now or utcnow()
-    pk = _batch_pk(request.batch_id)
-    batch = BatchItem(
-        pk,
-        "BATCH",
-        batch_id=request.batch_id,
-        batch_status=BatchStatus.IN_PROGRESS.value,
-        request=request.to_wire(),
-        fingerprint=request.fingerprint(),
-        failure_policy=request.failure_policy.value,
-        num_levels=len(request.levels),
-        current_level=0,
-        created_at=now,
-        updated_at=now,
-    )
-    items = _level_and_job_items(request, pk)
+    batch = new_batch_item(request, BatchStatus.IN_PROGRESS, now)
+    items = _level_and_job_items(request, batch.pk)
     if 1 + len(items) > TRANSACTION_ITEMS:
         return _create_in_parts(request, batch, items)
     try:
@@ -271,6 +257,24 @@ def create_batch(request: BatchRequest, now: datetime | None = None) -> tuple[Ba
             raise
         return _existing_for(request), False
     return batch, True
+
+
+def new_batch_item(request: BatchRequest, status: BatchStatus, now: datetime | None = None) -> BatchItem:
+    """The batch item of a request, not yet written."""
+    now = now or utcnow()
+    return BatchItem(
+        _batch_pk(request.batch_id),
+        "BATCH",
+        batch_id=request.batch_id,
+        batch_status=status.value,
+        request=request.to_wire(),
+        fingerprint=request.fingerprint(),
+        failure_policy=request.failure_policy.value,
+        num_levels=len(request.levels),
+        current_level=0,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _existing_for(request: BatchRequest) -> BatchItem:

@@ -30,19 +30,7 @@ def test_a_crash_while_writing_parts_is_finished_by_the_retry_without_overwritin
     pk = "BATCH#parts-0001"
     items = store._level_and_job_items(request, pk)
     # Given a first attempt that claimed the id and wrote some items before it crashed
-    claimed = store.BatchItem(
-        pk,
-        "BATCH",
-        batch_id=request.batch_id,
-        batch_status=BatchStatus.CREATING.value,
-        request=request.to_wire(),
-        fingerprint=request.fingerprint(),
-        failure_policy=request.failure_policy.value,
-        num_levels=3,
-        current_level=0,
-        created_at=store.utcnow(),
-        updated_at=store.utcnow(),
-    )
+    claimed = store.new_batch_item(request, BatchStatus.CREATING)
     claimed.save()
     for item in items[:70]:
         item.save()
