@@ -10,6 +10,7 @@ every transition must have happened once.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 from collections import Counter
@@ -38,12 +39,16 @@ SETTINGS = settings(
         HealthCheck.data_too_large,
     ],
 )
-MAX_JOBS_IN_EXAMPLE = 12
-"""Keeps the generated batches small: moto answers each DynamoDB call in about 10 ms."""
+MAX_JOBS_IN_EXAMPLE = int(os.environ.get("SMGT_PROPERTY_MAX_JOBS", "12"))
+"""Keeps the generated batches small by default: moto answers each DynamoDB call in about 10 ms.
+For the full range (5 levels of up to 50 jobs) run with SMGT_PROPERTY_MAX_JOBS=250
+SMGT_PROPERTY_MAX_JOBS_PER_LEVEL=50 (and SMGT_PROPERTY_EXAMPLES for more examples)."""
+MAX_JOBS_PER_LEVEL = int(os.environ.get("SMGT_PROPERTY_MAX_JOBS_PER_LEVEL", "8"))
+EXAMPLES = int(os.environ.get("SMGT_PROPERTY_EXAMPLES", "8"))
 
 
 @st.composite
-def plans(draw: st.DrawFn, max_levels: int = 5, max_jobs_per_level: int = 8) -> Plan:
+def plans(draw: st.DrawFn, max_levels: int = 5, max_jobs_per_level: int = MAX_JOBS_PER_LEVEL) -> Plan:
     levels = draw(st.integers(1, max_levels))
     plan: Plan = []
     used = 0
@@ -205,7 +210,7 @@ def scenarios(draw: st.DrawFn, policy: str) -> tuple[Plan, frozenset[str]]:
     return plan, failing
 
 
-@settings(SETTINGS, max_examples=8)
+@settings(SETTINGS, max_examples=EXAMPLES)
 @given(scenario=scenarios("FAIL_BATCH"), data=st.data())
 def test_fail_batch_policy_is_exactly_once_in_any_delivery_order(
     scenario: tuple[Plan, frozenset[str]], data: Any
@@ -214,7 +219,7 @@ def test_fail_batch_policy_is_exactly_once_in_any_delivery_order(
     _scenario(plan, "FAIL_BATCH", failing, data)
 
 
-@settings(SETTINGS, max_examples=8)
+@settings(SETTINGS, max_examples=EXAMPLES)
 @given(scenario=scenarios("CONTINUE"), data=st.data())
 def test_continue_policy_is_exactly_once_in_any_delivery_order(
     scenario: tuple[Plan, frozenset[str]], data: Any
