@@ -92,7 +92,6 @@ def advance(
         store.mark_level_advanced(batch_id, level)
         return
     if level < int(batch.num_levels):
-        _skip_orphans(batch_id, level + 1)
         _start_level(batch.batch_id, level + 1, publish)
     else:
         state = store.load_batch_state(batch_id)
@@ -104,22 +103,6 @@ def advance(
         if won or batch.notified_at is None:
             publish(BatchCompleted(batch_id=batch.batch_id, status=batch.status))
     store.mark_level_advanced(batch_id, level)
-
-
-def _skip_orphans(batch_id: str, level: int) -> None:
-    """End the jobs of ``level`` whose parent did not complete, before the level starts.
-
-    Their parents' states are final once the previous level ended. The launcher only skips a job
-    whose parent failed; a job chained from a skipped one would wait forever for an output that
-    never comes. Ended here, the launcher just announces them (terminal, not yet counted).
-    """
-    state = store.load_batch_state(batch_id)
-    for job in state.jobs_of_level(level):
-        parent = state.job(job.chain_from) if job.chain_from else None
-        if parent is not None and parent.status is not JobStatus.COMPLETED and not job.status.is_terminal:
-            store.record_job_end(
-                job, JobStatus.SKIPPED, failure_reason=f"parent job {parent.job_name} ended {parent.status.value}"
-            )
 
 
 def export_batch(state: store.BatchState, settings: Settings) -> None:

@@ -140,6 +140,7 @@ def launch_job(
         return
     parent = state.job(job.chain_from) if job.chain_from else None
     if parent is not None and parent.status.is_terminal and parent.status is not JobStatus.COMPLETED:
+        # Failed, stopped or skipped: there is no output to audit, and the skip passes down the chain.
         _end_without_launch(job, JobStatus.SKIPPED, f"parent job {parent.job_name} ended {parent.status.value}", publish)
         return
     if parent is not None and not parent.output_manifest_uri:
